@@ -1,0 +1,82 @@
+// Reads golden files written by tests/golden/golden_io.py: named float64 arrays.
+// Layout (little endian): "VQG1", u32 count, then per array: u32 name length,
+// name bytes, u32 rank, rank x i64 dims, numel x f64 data.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vqvae2/core/error.hpp"
+#include "vqvae2/core/tensor.hpp"
+
+#ifndef VQVAE2_GOLDEN_DIR
+#error "VQVAE2_GOLDEN_DIR must point at tests/golden"
+#endif
+
+namespace vqvae2::test {
+
+class Golden {
+ public:
+  explicit Golden(const std::string& file) : path_(std::string(VQVAE2_GOLDEN_DIR) + "/" + file) {
+    std::ifstream in(path_, std::ios::binary);
+    VQVAE2_CHECK(in, "Golden: cannot open ", path_, ".");
+    char magic[4];
+    in.read(magic, 4);
+    VQVAE2_CHECK(in && std::memcmp(magic, "VQG1", 4) == 0, "Golden: ", path_, " is not a golden file.");
+    std::uint32_t count = read<std::uint32_t>(in);
+    for (std::uint32_t k = 0; k < count; ++k) {
+      std::uint32_t len = read<std::uint32_t>(in);
+      std::string name(len, '\0');
+      in.read(name.data(), len);
+      std::uint32_t rank = read<std::uint32_t>(in);
+      Shape s;
+      s.rank = static_cast<int>(rank);
+      for (std::uint32_t d = 0; d < rank; ++d) s.dims[d] = read<std::int64_t>(in);
+      Tensor<double> t(s);
+      in.read(reinterpret_cast<char*>(t.data()), static_cast<std::streamsize>(t.bytes()));
+      VQVAE2_CHECK(in, "Golden: ", path_, " is truncated in array '", name, "'.");
+      arrays_.emplace(name, t);
+    }
+  }
+
+  Tensor<double> get(const std::string& name) const {
+    auto it = arrays_.find(name);
+    VQVAE2_CHECK(it != arrays_.end(), "Golden: ", path_, " has no array '", name, "'.");
+    return it->second;
+  }
+  template <class T>
+  Tensor<T> get_as(const std::string& name) const {
+    Tensor<double> d = get(name);
+    Tensor<T> t(d.shape());
+    for (std::int64_t i = 0; i < d.numel(); ++i) t[i] = static_cast<T>(d[i]);
+    return t;
+  }
+
+ private:
+  template <class V>
+  static V read(std::ifstream& in) {
+    V v{};
+    in.read(reinterpret_cast<char*>(&v), sizeof(V));
+    return v;
+  }
+  std::string path_;
+  std::map<std::string, Tensor<double>> arrays_;
+};
+
+// max |a - b| / max(1, |b|) style check: relative to the golden's magnitude.
+template <class A, class B>
+double max_rel_error(const Tensor<A>& a, const Tensor<B>& b) {
+  VQVAE2_CHECK(a.numel() == b.numel(), "max_rel_error: ", a.shape().str(), " vs ", b.shape().str(), ".");
+  double scale = 0, err = 0;
+  for (std::int64_t i = 0; i < b.numel(); ++i) scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  scale = std::max(scale, 1e-12);
+  for (std::int64_t i = 0; i < b.numel(); ++i)
+    err = std::max(err, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])) / scale);
+  return err;
+}
+
+}  // namespace vqvae2::test
