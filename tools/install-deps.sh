@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything vqvae2 needs from Debian's packages (run as root, or with sudo).
+#   build + library: g++, cmake, Eigen 3.4, oneDNN, OpenMP, stb, nifticlib, zlib
+#   tests/benchmarks: doctest, Google Benchmark
+#   data/parity:     mricron-data (real T1 brain templates), python3-torch, python3-skimage
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+packages=(
+  build-essential cmake pkg-config
+  libeigen3-dev libdnnl-dev libomp-dev libstb-dev libnifti2-dev zlib1g-dev
+  doctest-dev libbenchmark-dev
+  mricron-data
+)
+if [ "${VQVAE2_WITH_PYTHON:-1}" = "1" ]; then
+  packages+=(python3 python3-numpy python3-torch python3-skimage)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all packages present"
+fi
