@@ -1,15 +1,23 @@
 // Context<Device>: what ops need besides their operands. On the CPU: the thread
-// count and the oneDNN engine and stream (created once). The CUDA context
+// count, the training flag, and the oneDNN engine and stream. The CUDA context
 // (stream, cuDNN and cuBLAS handles) is declared by the CUDA backend.
+//
+// core/ does not include <dnnl.hpp>: nvcc 13's front end cannot parse it in
+// C++20 mode, and core must stay nvcc-clean. engine()/stream() are templates
+// whose bodies are instantiated only by the oneDNN backend (ops/cpu/*_dnnl.hpp),
+// which includes <dnnl.hpp> and is compiled by the host compiler.
 #pragma once
-
-#include <dnnl.hpp>
 
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
 
 #include "vqvae2/core/device.hpp"
+
+namespace dnnl {
+struct engine;
+struct stream;
+}  // namespace dnnl
 
 namespace vqvae2 {
 
@@ -20,7 +28,7 @@ template <>
 class Context<Cpu> {
  public:
   // threads <= 0 keeps OpenMP's default (OMP_NUM_THREADS or all cores).
-  explicit Context(int threads = 0) : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+  explicit Context(int threads = 0) {
 #if defined(_OPENMP)
     if (threads > 0) omp_set_num_threads(threads);
 #endif
@@ -36,14 +44,22 @@ class Context<Cpu> {
     return 1;
 #endif
   }
-  dnnl::engine& engine() { return engine_; }
-  dnnl::stream& stream() { return stream_; }
-  // Training switches dropout on; evaluation and sampling switch it off.
-  bool training = true;
 
- private:
-  dnnl::engine engine_;
-  dnnl::stream stream_;
+  // One CPU engine and stream per process: oneDNN's CPU engine is stateless
+  // apart from its primitive cache, so sharing it between contexts is safe.
+  template <class Engine = dnnl::engine>
+  Engine& engine() {
+    static Engine e(Engine::kind::cpu, 0);
+    return e;
+  }
+  template <class Stream = dnnl::stream, class Engine = dnnl::engine>
+  Stream& stream() {
+    static Stream s(engine<Engine>());
+    return s;
+  }
+
+  // Training switches dropout and the quantiser's EMA updates on.
+  bool training = true;
 };
 
 }  // namespace vqvae2
