@@ -13,7 +13,8 @@ packages=(
   mricron-data
 )
 if [ "${VQVAE2_WITH_PYTHON:-1}" = "1" ]; then
-  packages+=(python3 python3-numpy python3-torch python3-skimage)
+  # OpenBLAS: the fair baseline for PyTorch side by side (its transposed convs go through BLAS).
+  packages+=(python3 python3-numpy python3-torch python3-skimage libopenblas0-pthread)
 fi
 missing=()
 for p in "${packages[@]}"; do
