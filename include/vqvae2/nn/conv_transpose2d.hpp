@@ -1,0 +1,86 @@
+// ConvTranspose2d: y = conv_transpose2d(x, weight) + bias, weight [in, out, kh, kw]
+// (PyTorch layout), output size (H - 1) * stride - pad_top - pad_bottom + kh
+// (output_padding 0). The VQ-VAE-2 decoders use 4x4, stride 2, padding 1 (x2 upsampling).
+#pragma once
+
+#include <cmath>
+#include <string_view>
+
+#include "vqvae2/nn/module.hpp"
+#include "vqvae2/ops/conv.hpp"
+#include "vqvae2/ops/cpu/conv.hpp"
+
+namespace vqvae2::nn {
+
+template <class T, class Device = Cpu>
+class ConvTranspose2d {
+ public:
+  ConvTranspose2d(int in_channels, int out_channels, int kernel_h, int kernel_w, ops::ConvGeometry geometry = {},
+                  bool bias = true)
+      : in_(in_channels), out_(out_channels), geometry_(geometry), has_bias_(bias) {
+    VQVAE2_CHECK(in_channels > 0 && out_channels > 0 && kernel_h > 0 && kernel_w > 0, "ConvTranspose2d: channels (",
+                 in_channels, " -> ", out_channels, ") and kernel ", kernel_h, "x", kernel_w, " must be positive.");
+    VQVAE2_CHECK(geometry.stride_h > 0 && geometry.stride_w > 0 && geometry.pad_top >= 0 && geometry.pad_bottom >= 0 &&
+                     geometry.pad_left >= 0 && geometry.pad_right >= 0,
+                 "ConvTranspose2d: strides must be positive and paddings non-negative.");
+    weight_.reset(Shape{in_channels, out_channels, kernel_h, kernel_w});
+    if (has_bias_) bias_.reset(Shape{out_channels});
+  }
+
+  // PyTorch's default: fan_in is computed from weight dim 1 (= out channels) times the kernel area.
+  void init(Generator& g) {
+    const T bound = T(1) / std::sqrt(static_cast<T>(out_ * weight_.shape()[2] * weight_.shape()[3]));
+    g.uniform(weight_.value, -bound, bound);
+    if (has_bias_) g.uniform(bias_.value, -bound, bound);
+  }
+
+  const Tensor<T, Device>& forward(Context<Device>& ctx, const Tensor<T, Device>& x) {
+    VQVAE2_CHECK(x.rank() == 4 && x.dim(1) == in_, "ConvTranspose2d: input ", x.shape().str(), " does not have the ",
+                 in_, " channels of weight ", weight_.shape().str(), ".");
+    x_ = x;
+    ops::conv_transpose2d_forward(ctx, x, weight_.value, has_bias_ ? &bias_.value : nullptr, y_, geometry_);
+    return y_;
+  }
+
+  const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& dy) {
+    VQVAE2_CHECK(x_.rank() == 4, "ConvTranspose2d: backward called without a forward.");
+    VQVAE2_CHECK(dy.shape() == y_.shape(), "ConvTranspose2d: output gradient ", dy.shape().str(),
+                 " does not match the forward output ", y_.shape().str(), ".");
+    auto* db = has_bias_ ? &bias_.grad : nullptr;
+    if (needs_input_grad_) {
+      dx_.resize(x_.shape());
+      ops::conv_transpose2d_backward(ctx, x_, weight_.value, dy, dx_, weight_.grad, db, geometry_, true);
+    } else {
+      ops::conv_transpose2d_backward_weights(ctx, x_, dy, weight_.grad, db, geometry_, true);
+    }
+    x_ = Tensor<T, Device>();  // let the producer of x reuse its buffer next step
+    return dx_;
+  }
+
+  template <class F>
+  void visit(F&& f) {
+    f(std::string_view("weight"), weight_);
+    if (has_bias_) f(std::string_view("bias"), bias_);
+  }
+
+  void set_needs_input_grad(bool on) { needs_input_grad_ = on; }
+
+  Parameter<T, Device>& weight() { return weight_; }
+  Parameter<T, Device>& bias() { return bias_; }
+  bool has_bias() const { return has_bias_; }
+  const ops::ConvGeometry& geometry() const { return geometry_; }
+  int in_channels() const { return in_; }
+  int out_channels() const { return out_; }
+  const Tensor<T, Device>& output() const { return y_; }
+  const Tensor<T, Device>& input_grad() const { return dx_; }
+
+ private:
+  int in_, out_;
+  ops::ConvGeometry geometry_;
+  bool has_bias_;
+  bool needs_input_grad_ = true;
+  Parameter<T, Device> weight_, bias_;
+  Tensor<T, Device> x_, y_, dx_;
+};
+
+}  // namespace vqvae2::nn
