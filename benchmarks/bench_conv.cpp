@@ -5,6 +5,8 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 
 #include "vqvae2/nn/conv2d.hpp"
 #include "vqvae2/nn/conv_transpose2d.hpp"
@@ -64,7 +66,15 @@ void run(benchmark::State& state, const ConvSpec& s, bool backward, ops::onednn:
   }
   const double flops = forward_flops(s) * (backward ? 2.0 : 1.0);
   state.counters["FLOPS"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
-  ops::onednn::conv_layout() = ops::onednn::ConvLayout::blocked;
+  ops::onednn::conv_layout() = ops::onednn::ConvLayout::automatic;
+}
+
+// VQVAE2_BENCH_CONV_LAYOUT=blocked|plain forces one layout choice for the layout study.
+ops::onednn::ConvLayout layout_from_env() {
+  const char* v = std::getenv("VQVAE2_BENCH_CONV_LAYOUT");
+  if (v && std::string_view(v) == "blocked") return ops::onednn::ConvLayout::blocked;
+  if (v && std::string_view(v) == "plain") return ops::onednn::ConvLayout::plain;
+  return ops::onednn::ConvLayout::automatic;
 }
 
 const auto kPad1 = ops::ConvGeometry::symmetric(1, 1);
@@ -72,10 +82,10 @@ const auto kDown = ops::ConvGeometry::symmetric(2, 1);
 // PixelSNAIL causal 5x5: pad top 4, bottom 0, left 2, right 2.
 const auto kCausal = ops::ConvGeometry{1, 1, 4, 0, 2, 2};
 
-#define VQVAE2_CONV_BENCH(name, Layer, spec)                                                                    \
-  void BM_##name##_Fwd(benchmark::State& st) { run<Layer>(st, spec, false, ops::onednn::ConvLayout::blocked); } \
-  void BM_##name##_Bwd(benchmark::State& st) { run<Layer>(st, spec, true, ops::onednn::ConvLayout::blocked); }  \
-  BENCHMARK(BM_##name##_Fwd)->UseRealTime()->Unit(benchmark::kMillisecond);                                     \
+#define VQVAE2_CONV_BENCH(name, Layer, spec)                                                     \
+  void BM_##name##_Fwd(benchmark::State& st) { run<Layer>(st, spec, false, layout_from_env()); } \
+  void BM_##name##_Bwd(benchmark::State& st) { run<Layer>(st, spec, true, layout_from_env()); }  \
+  BENCHMARK(BM_##name##_Fwd)->UseRealTime()->Unit(benchmark::kMillisecond);                      \
   BENCHMARK(BM_##name##_Bwd)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 VQVAE2_CONV_BENCH(Conv2d_3x3_128to128_64x64, nn::Conv2d<float>, (ConvSpec{128, 128, 3, 64, 64, kPad1}))

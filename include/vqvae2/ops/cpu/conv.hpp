@@ -40,11 +40,14 @@ void conv2d_forward(Context<Cpu>& ctx, const Tensor<T, Cpu>& x, const Tensor<T, 
                     const std::type_identity_t<Tensor<T, Cpu>>* b, Tensor<T, Cpu>& y, const ConvGeometry& g) {
   Shape ys = conv2d_output_shape("conv2d_forward", x, w, g);
   detail::check_bias("conv2d_forward", b, w.dim(0));
+#if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
     y.resize(ys);
     if (y.numel() == 0) return;
     onednn::conv2d_forward(ctx, x, w, b, y, g);
-  } else {
+  } else
+#endif
+  {
     reference::conv2d_forward(x, w, b, y, g);
   }
 }
@@ -56,9 +59,12 @@ void conv2d_backward_data(Context<Cpu>& ctx, const Tensor<T, Cpu>& dy, const Ten
   detail::check_same<T, Cpu>("conv2d_backward_data", "the output gradient", dy.shape(),
                              conv2d_output_shape("conv2d_backward_data", dx, w, g));
   if (dx.numel() == 0) return;
+#if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
     onednn::conv2d_backward_data(ctx, dy, w, dx, g);
-  } else {
+  } else
+#endif
+  {
     reference::conv2d_backward_data(dy, w, dx, g);
   }
 }
@@ -70,6 +76,7 @@ void conv2d_backward_weights(Context<Cpu>& ctx, const Tensor<T, Cpu>& x, const T
   detail::check_same<T, Cpu>("conv2d_backward_weights", "the output gradient", dy.shape(),
                              conv2d_output_shape("conv2d_backward_weights", x, dw, g));
   detail::check_bias("conv2d_backward_weights", static_cast<const Tensor<T, Cpu>*>(db), dw.dim(0));
+#if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
     if (dy.numel() == 0) {
       if (!accumulate) {
@@ -79,7 +86,9 @@ void conv2d_backward_weights(Context<Cpu>& ctx, const Tensor<T, Cpu>& x, const T
       return;
     }
     onednn::conv2d_backward_weights(ctx, x, dy, dw, db, g, accumulate);
-  } else {
+  } else
+#endif
+  {
     reference::conv2d_backward_weights(x, dy, dw, db, g, accumulate);
   }
 }
@@ -92,11 +101,14 @@ void conv_transpose2d_forward(Context<Cpu>& ctx, const Tensor<T, Cpu>& x, const 
   VQVAE2_CHECK(ys[2] > 0 && ys[3] > 0, "conv_transpose2d_forward: input ", x.shape().str(), " with weight ",
                w.shape().str(), " and this padding gives an empty output.");
   detail::check_bias("conv_transpose2d_forward", b, w.dim(1));
+#if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
     y.resize(ys);
     if (y.numel() == 0) return;
     onednn::conv_transpose2d_forward(ctx, x, w, b, y, g);
-  } else {
+  } else
+#endif
+  {
     reference::conv_transpose2d_forward(x, w, b, y, g);
   }
 }
@@ -108,9 +120,12 @@ void conv_transpose2d_backward_data(Context<Cpu>& ctx, const Tensor<T, Cpu>& dy,
   detail::check_same<T, Cpu>("conv_transpose2d_backward_data", "the output gradient", dy.shape(),
                              conv_transpose2d_output_shape("conv_transpose2d_backward_data", dx, w, g));
   if (dx.numel() == 0) return;
+#if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
     onednn::conv_transpose2d_backward_data(ctx, dy, w, dx, g);
-  } else {
+  } else
+#endif
+  {
     reference::conv_transpose2d_backward_data(dy, w, dx, g);
   }
 }
@@ -123,6 +138,7 @@ void conv_transpose2d_backward_weights(Context<Cpu>& ctx, const Tensor<T, Cpu>& 
   detail::check_same<T, Cpu>("conv_transpose2d_backward_weights", "the output gradient", dy.shape(),
                              conv_transpose2d_output_shape("conv_transpose2d_backward_weights", x, dw, g));
   detail::check_bias("conv_transpose2d_backward_weights", static_cast<const Tensor<T, Cpu>*>(db), dw.dim(1));
+#if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
     if (dy.numel() == 0) {
       if (!accumulate) {
@@ -132,7 +148,9 @@ void conv_transpose2d_backward_weights(Context<Cpu>& ctx, const Tensor<T, Cpu>& 
       return;
     }
     onednn::conv_transpose2d_backward_weights(ctx, x, dy, dw, db, g, accumulate);
-  } else {
+  } else
+#endif
+  {
     reference::conv_transpose2d_backward_weights(x, dy, dw, db, g, accumulate);
   }
 }
@@ -143,6 +161,7 @@ template <class T>
 void conv2d_backward(Context<Cpu>& ctx, const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& dy,
                      Tensor<T, Cpu>& dx, Tensor<T, Cpu>& dw, std::type_identity_t<Tensor<T, Cpu>>* db,
                      const ConvGeometry& g, bool accumulate) {
+#if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
     detail::check_same<T, Cpu>("conv2d_backward", "the output gradient", dy.shape(),
                                conv2d_output_shape("conv2d_backward", x, w, g));
@@ -154,6 +173,7 @@ void conv2d_backward(Context<Cpu>& ctx, const Tensor<T, Cpu>& x, const Tensor<T,
       return;
     }
   }
+#endif
   conv2d_backward_data(ctx, dy, w, dx, g);
   conv2d_backward_weights(ctx, x, dy, dw, db, g, accumulate);
 }
@@ -163,6 +183,7 @@ template <class T>
 void conv_transpose2d_backward(Context<Cpu>& ctx, const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w,
                                const Tensor<T, Cpu>& dy, Tensor<T, Cpu>& dx, Tensor<T, Cpu>& dw,
                                std::type_identity_t<Tensor<T, Cpu>>* db, const ConvGeometry& g, bool accumulate) {
+#if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
     detail::check_same<T, Cpu>("conv_transpose2d_backward", "the output gradient", dy.shape(),
                                conv_transpose2d_output_shape("conv_transpose2d_backward", x, w, g));
@@ -174,6 +195,7 @@ void conv_transpose2d_backward(Context<Cpu>& ctx, const Tensor<T, Cpu>& x, const
       return;
     }
   }
+#endif
   conv_transpose2d_backward_data(ctx, dy, w, dx, g);
   conv_transpose2d_backward_weights(ctx, x, dy, dw, db, g, accumulate);
 }

@@ -28,13 +28,14 @@ namespace vqvae2::ops::onednn {
 
 enum class ConvOp : std::uint8_t { fwd, bwd_data, bwd_weights, tfwd, tbwd_data, tbwd_weights };
 
-// How a primitive's layouts are chosen. `blocked` (format_tag::any) is the
-// default and the fastest measured; `plain` forces NCHW/OIHW everywhere (no
-// reorders, oneDNN's plain-layout kernels) and exists for measurements.
-enum class ConvLayout : std::uint8_t { blocked, plain };
+// How a primitive's layouts are chosen. `automatic` (the default) lets oneDNN
+// pick (format_tag::any, blocked layouts) unless that pads an image tensor to
+// more than twice its size (1 channel blocked by 16), where plain NCHW kernels win.
+// `blocked` and `plain` force one choice and exist for measurements.
+enum class ConvLayout : std::uint8_t { automatic, blocked, plain };
 
 inline ConvLayout& conv_layout() {
-  static ConvLayout layout = ConvLayout::blocked;
+  static ConvLayout layout = ConvLayout::automatic;
   return layout;
 }
 
@@ -105,7 +106,7 @@ inline ConvState& conv_state() {
   return state;
 }
 
-inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k) {
+inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, bool plain) {
   using dnnl::memory;
   using tag = memory::format_tag;
   const bool transposed = k.op == ConvOp::tfwd || k.op == ConvOp::tbwd_data || k.op == ConvOp::tbwd_weights;
@@ -114,7 +115,6 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k) 
   const tag wtag = transposed ? tag::iohw : tag::oihw;
   const memory::desc ux(xd, memory::data_type::f32, tag::nchw), uy(yd, memory::data_type::f32, tag::nchw),
       uw(wd, memory::data_type::f32, wtag), ub(bd, memory::data_type::f32, tag::x);
-  const bool plain = k.layout == ConvLayout::plain;
   const memory::desc ax(xd, memory::data_type::f32, plain ? tag::nchw : tag::any),
       ay(yd, memory::data_type::f32, plain ? tag::nchw : tag::any),
       aw(wd, memory::data_type::f32, plain ? wtag : tag::any);
@@ -260,7 +260,19 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k) 
 inline ConvPlan& plan_for(Context<Cpu>& ctx, const ConvKey& key) {
   ConvState& st = conv_state();
   auto it = st.plans.find(key);
-  if (it == st.plans.end()) it = st.plans.emplace(key, make_plan(ctx.engine<dnnl::engine>(), key)).first;
+  if (it == st.plans.end()) {
+    dnnl::engine& eng = ctx.engine<dnnl::engine>();
+    auto plan = make_plan(eng, key, key.layout == ConvLayout::plain);
+    if (key.layout == ConvLayout::automatic) {
+      // Slot of the weights: 1 for forward and backward-data, 2 for backward-weights.
+      const int weight_slot = plan->bias_is_output ? 2 : 1;
+      bool padded = false;
+      for (int i = 0; i < 3; ++i)
+        padded |= i != weight_slot && plan->prim_md[i].get_size() > 2 * plan->user_md[i].get_size();
+      if (padded) plan = make_plan(eng, key, true);
+    }
+    it = st.plans.emplace(key, std::move(plan)).first;
+  }
   return *it->second;
 }
 
