@@ -168,8 +168,10 @@ TEST_CASE("Folders: listing, OASIS splits and the errors for missing, empty and 
   CHECK_THROWS_WITH_AS(oasis_split_folder(root, "training"), doctest::Contains("unknown split 'training'"), Error);
   CHECK_THROWS_WITH_AS(oasis_split_folder(root / "nope", "train"), doctest::Contains("nope' does not exist"), Error);
 
+  CHECK_FALSE(has_oasis_split(root, "train"));
   fs::path train = root / "keras_png_slices_train";
   fs::create_directories(train);
+  CHECK(has_oasis_split(root, "train"));
   put_bytes(train / "notes.txt", reinterpret_cast<const unsigned char*>("x"), 1);
   CHECK_THROWS_WITH_AS(load_oasis_split(root, "train"), doctest::Contains("holds no .png files"), Error);
 

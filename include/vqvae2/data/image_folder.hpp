@@ -70,7 +70,7 @@ inline std::vector<std::filesystem::path> list_pngs(const std::filesystem::path&
   return files;
 }
 
-// The folder of an OASIS split: split is "train", "validate" or "test".
+// The folder of an OASIS split: split is "train", "validate" or "test"; throws when it is missing.
 inline std::filesystem::path oasis_split_folder(const std::filesystem::path& root, std::string_view split) {
   VQVAE2_CHECK(split == "train" || split == "validate" || split == "test", "oasis_split_folder: unknown split '", split,
                "' (expected train, validate or test).");
@@ -81,6 +81,12 @@ inline std::filesystem::path oasis_split_folder(const std::filesystem::path& roo
   VQVAE2_CHECK(std::filesystem::is_directory(folder, ec), "oasis_split_folder: OASIS root '", root.string(),
                "' has no folder keras_png_slices_", split, ".");
   return folder;
+}
+
+// Whether root holds the folder of this split (no throw: for optional splits such as validate).
+inline bool has_oasis_split(const std::filesystem::path& root, std::string_view split) {
+  std::error_code ec;
+  return std::filesystem::is_directory(root / ("keras_png_slices_" + std::string(split)), ec);
 }
 
 // Images of one size held contiguously: image i is pixels[i*H*W, (i+1)*H*W), row-major.
