@@ -97,7 +97,10 @@ struct ConvPlan {
 
 struct ConvState {
   std::unordered_map<ConvKey, std::unique_ptr<ConvPlan>, ConvKeyHash> plans;
-  ScratchBuffer slot[6], scratchpad, bias;  // slots 3..5: the second op of a fused backward
+  // Reorder targets. A single op uses slots 0, 1, 2; the backward-weights half of a
+  // fused backward uses 2 (free again by then), 3, 4, so only 0, 2 and rarely 3 grow
+  // to activation size.
+  ScratchBuffer slot[5], scratchpad, bias;
 };
 
 inline ConvState& conv_state() {
@@ -257,6 +260,8 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
   return plan;
 }
 
+inline constexpr int kSingleOpSlots[3] = {0, 1, 2};
+
 inline ConvPlan& plan_for(Context<Cpu>& ctx, const ConvKey& key) {
   ConvState& st = conv_state();
   auto it = st.plans.find(key);
@@ -279,11 +284,12 @@ inline ConvPlan& plan_for(Context<Cpu>& ctx, const ConvKey& key) {
 // Runs one op. in0/in1/out are the plain buffers of the slots described at
 // ConvPlan; bias is read (forward) or written (backward-weights) and may be null
 // when key.bias is false. accumulate (backward-weights only) adds into out/bias.
-// Reorders go to workspace slots slot_base..slot_base+2. ready1, when given,
+// Reorders of in0, in1, out go to workspace slots slots[0..2]. ready1, when given,
 // already holds in1 in the primitive's layout (shared between the two backward
 // ops). Returns where in0 lies in the primitive's layout (valid until the next call).
 inline const void* execute(Context<Cpu>& ctx, const ConvKey& key, const float* in0, const float* in1, float* out,
-                           float* bias, bool accumulate, int slot_base = 0, const void* ready1 = nullptr) {
+                           float* bias, bool accumulate, const int (&slots)[3] = kSingleOpSlots,
+                           const void* ready1 = nullptr) {
   dnnl::stream& strm = ctx.stream<dnnl::stream>();
   ConvState& st = conv_state();
   ConvPlan& p = plan_for(ctx, key);
@@ -292,13 +298,13 @@ inline const void* execute(Context<Cpu>& ctx, const ConvKey& key, const float* i
   bool do_reorder[2] = {p.reorder[0], p.reorder[1] && !ready1};
   for (int i = 0; i < 2; ++i) {
     p.user_mem[i].set_data_handle(const_cast<float*>(inputs[i]));
-    if (do_reorder[i]) p.prim_mem[i].set_data_handle(st.slot[slot_base + i].get(p.prim_md[i].get_size()));
+    if (do_reorder[i]) p.prim_mem[i].set_data_handle(st.slot[slots[i]].get(p.prim_md[i].get_size()));
   }
   if (ready1) p.prim_mem[1].set_data_handle(const_cast<void*>(ready1));
   p.user_mem[2].set_data_handle(out);
   const bool out_separate = p.reorder[2] || (p.bias_is_output && accumulate);
   if (out_separate)
-    p.prim_mem[2].set_data_handle(st.slot[slot_base + 2].get(p.prim_md[2].get_size()));
+    p.prim_mem[2].set_data_handle(st.slot[slots[2]].get(p.prim_md[2].get_size()));
   else if (p.bias_is_output)
     p.prim_mem[2].set_data_handle(out);
   float* bias_target = bias;
@@ -326,11 +332,12 @@ inline const void* execute(Context<Cpu>& ctx, const ConvKey& key, const float* i
 // reordered once when both primitives want it in the same layout.
 inline void execute_backward(Context<Cpu>& ctx, const ConvKey& data_key, const ConvKey& weights_key, const float* x,
                              const float* w, const float* dy, float* dx, float* dw, float* db, bool accumulate) {
-  const void* dy_ready = execute(ctx, data_key, dy, w, dx, nullptr, false, 0);
+  const void* dy_ready = execute(ctx, data_key, dy, w, dx, nullptr, false);
   ConvPlan& pd = plan_for(ctx, data_key);
   ConvPlan& pw = plan_for(ctx, weights_key);
   const bool share = pd.reorder[0] && pw.reorder[1] && pd.prim_md[0] == pw.prim_md[1];
-  execute(ctx, weights_key, x, dy, dw, db, accumulate, 3, share ? dy_ready : nullptr);
+  static constexpr int weight_slots[3] = {2, 3, 4};
+  execute(ctx, weights_key, x, dy, dw, db, accumulate, weight_slots, share ? dy_ready : nullptr);
 }
 
 // Drops this thread's cached primitives and workspace (e.g. after a shape change
