@@ -49,6 +49,20 @@ struct AttentionDropout {
   bool active() const { return p > 0.0; }
 };
 
+// What the forward keeps for backward, and the scratch both reuse. lse holds each
+// query row's log-sum-exp ([B, heads, L]), from which backward recomputes the
+// probabilities; keep holds the dropout mask as bits, one 64-bit-aligned row per
+// (batch, head, query) (8 MB at B = 8, 8 heads, L = 1024), so backward need not
+// regenerate it.
+template <class T, class Device = Cpu>
+struct CausalAttentionState {
+  AttentionDropout drop;
+  Tensor<T, Device> lse;
+  Tensor<std::uint64_t, Device> keep;
+  Tensor<T, Device> scratch;
+  Tensor<std::uint32_t, Device> words;
+};
+
 namespace attention_detail {
 
 // The few dense kernels of the core, on row-major blocks with leading dimensions.
@@ -179,19 +193,47 @@ void softmax_backward_row(T* p, T* g, const T* m, std::int64_t n) {
 #endif
 }
 
-// Dropout multipliers of one probability row: m[j] = (u > p) / (1 - p) for elements
-// base + j, j < n. One Philox block serves four consecutive elements.
-template <class T>
-void dropout_row(const AttentionDropout& d, std::uint64_t base, std::int64_t n, T* m) {
-  const float p = static_cast<float>(d.p);
-  const T keep = static_cast<T>(1.0 / (1.0 - d.p));
-  std::int64_t j = 0;
-  for (; j < n && (base + j) % 4 != 0; ++j) m[j] = philox_uniform(d.seed, d.offset, base + j) > p ? keep : T(0);
-  for (; j + 4 <= n; j += 4) {
-    const PhiloxBlock b = philox4x32_10(d.offset + (base + j) / 4, 0, d.seed);
-    for (int l = 0; l < 4; ++l) m[j + l] = uint_to_unit(b.v[l]) > p ? keep : T(0);
+// Philox words of elements [base, base + n) of a draw at (seed, offset): word j is
+// the one philox_uniform(seed, offset, base + j) turns into a float. buf needs n + 8
+// entries; the returned pointer is into buf. The block loop is kept free of
+// branches so the compiler vectorises it (Philox is most of dropout's cost).
+inline const std::uint32_t* philox_words(std::uint64_t seed, std::uint64_t offset, std::uint64_t base, std::int64_t n,
+                                         std::uint32_t* buf) {
+  const std::uint64_t first = base / 4;
+  const std::int64_t blocks = static_cast<std::int64_t>((base + static_cast<std::uint64_t>(n) + 3) / 4 - first);
+  for (std::int64_t i = 0; i < blocks; ++i) {
+    const PhiloxBlock b = philox4x32_10(offset + first + static_cast<std::uint64_t>(i), 0, seed);
+    buf[4 * i] = b.v[0];
+    buf[4 * i + 1] = b.v[1];
+    buf[4 * i + 2] = b.v[2];
+    buf[4 * i + 3] = b.v[3];
   }
-  for (; j < n; ++j) m[j] = philox_uniform(d.seed, d.offset, base + j) > p ? keep : T(0);
+  return buf + (base - 4 * first);
+}
+
+// Forward dropout on one probability row: s[j] *= keep_j / (1 - p), with keep_j = u_j > p,
+// and the keep flags packed into bits (bit j % 64 of word j / 64) for backward.
+// uint_to_unit(w) > p  <=>  (w >> 8) + 1 > p * 2^24  <=>  w >= floor(p * 2^24) << 8, an
+// integer test that vectorises; two plain loops so that the compiler vectorises both.
+template <class T>
+void dropout_row_forward(const AttentionDropout& d, std::uint64_t base, std::int64_t n, T* s, std::uint64_t* bits,
+                         std::uint32_t* buf) {
+  const std::uint32_t* u = philox_words(d.seed, d.offset, base, n, buf);
+  const std::uint32_t thr = static_cast<std::uint32_t>(std::floor(static_cast<float>(d.p) * 16777216.0f)) << 8;
+  const T scale = static_cast<T>(1.0 / (1.0 - d.p));
+  for (std::int64_t j = 0; j < n; ++j) s[j] = u[j] >= thr ? s[j] * scale : T(0);
+  for (std::int64_t w = 0; w * 64 < n; ++w) {
+    const std::int64_t j0 = w * 64, len = std::min<std::int64_t>(64, n - j0);
+    std::uint64_t word = 0;
+    for (std::int64_t l = 0; l < len; ++l) word |= static_cast<std::uint64_t>(u[j0 + l] >= thr) << l;
+    bits[w] = word;
+  }
+}
+
+// The multipliers keep_j / (1 - p) of a row from its forward bits.
+template <class T>
+void dropout_row_multipliers(const std::uint64_t* bits, std::int64_t n, T scale, T* m) {
+  for (std::int64_t j = 0; j < n; ++j) m[j] = (bits[j / 64] >> (j % 64)) & 1u ? scale : T(0);
 }
 
 inline int thread_id() {
@@ -250,12 +292,12 @@ void check_qkv(const char* where, const Tensor<T, Cpu>& q, const Tensor<T, Cpu>&
 }  // namespace attention_detail
 
 // Forward of the attention core. q, k, v: [B, L, C] with C = heads * dim_head, head h
-// owning channels [h*d, (h+1)*d). Writes out [B, L, C] and lse [B, heads, L] (the row
-// log-sum-exp backward needs). workspace is resized to the per-thread scratch.
+// owning channels [h*d, (h+1)*d). Writes out [B, L, C]; state keeps what backward needs
+// (drop is applied when active and remembered).
 template <class T>
 void causal_attention_forward(Context<Cpu>& ctx, const Tensor<T, Cpu>& q, const Tensor<T, Cpu>& k,
                               const Tensor<T, Cpu>& v, int heads, const AttentionDropout& drop, Tensor<T, Cpu>& out,
-                              Tensor<T, Cpu>& lse, Tensor<T, Cpu>& workspace, std::int64_t row_block = 64) {
+                              CausalAttentionState<T, Cpu>& state, std::int64_t row_block = 64) {
   using namespace attention_detail;
   check_qkv("causal_attention_forward", q, k, v, heads);
   VQVAE2_CHECK(row_block > 0, "causal_attention_forward: row_block must be positive, got ", row_block, ".");
@@ -263,25 +305,30 @@ void causal_attention_forward(Context<Cpu>& ctx, const Tensor<T, Cpu>& q, const 
                " is outside [0, 1).");
   const std::int64_t B = q.dim(0), L = q.dim(1), C = q.dim(2), d = C / heads;
   const std::int64_t R = std::min(row_block, std::max<std::int64_t>(L, 1));
-  const std::int64_t per_thread = R * L + L;
+  const std::int64_t per_thread = R * L, words_per_thread = L + 8, bit_words = (L + 63) / 64;
   const int threads = ctx.threads();
+  state.drop = drop;
   out.resize(q.shape());
-  lse.resize(Shape{B, heads, L});
-  workspace.resize(Shape{threads * per_thread});
+  state.lse.resize(Shape{B, heads, L});
+  state.scratch.resize(Shape{threads * per_thread});
+  state.words.resize(Shape{threads * words_per_thread});
+  state.keep.resize(Shape{drop.active() ? B * heads * L * bit_words : 0});
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
   const T* qp = q.data();
   const T* kp = k.data();
   const T* vp = v.data();
   T* op = out.data();
-  T* lp = lse.data();
-  T* ws = workspace.data();
+  T* lp = state.lse.data();
+  T* ws = state.scratch.data();
+  std::uint32_t* wp = state.words.data();
+  std::uint64_t* keep = state.keep.data();
   const std::int64_t tasks = B * heads;
 
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (std::int64_t t = 0; t < tasks; ++t) {
     const std::int64_t b = t / heads, h = t % heads;
     T* S = ws + thread_id() * per_thread;
-    T* mrow = S + R * L;
+    std::uint32_t* words = wp + thread_id() * words_per_thread;
     const std::int64_t head0 = b * L * C + h * d;  // element (b, 0, h*d)
     lp[t * L] = T(0);                              // position 0 has no softmax
     for (std::int64_t i0 = 0; i0 < L; i0 += R) {
@@ -297,10 +344,9 @@ void causal_attention_forward(Context<Cpu>& ctx, const Tensor<T, Cpu>& q, const 
         T* s = S + r * n;
         if (i > 0) {
           lp[t * L + i] = softmax_row(s, i);
-          if (drop.active()) {
-            dropout_row(drop, static_cast<std::uint64_t>((t * L + i) * L), i, mrow);
-            for (std::int64_t j = 0; j < i; ++j) s[j] *= mrow[j];
-          }
+          if (drop.active())
+            dropout_row_forward(drop, static_cast<std::uint64_t>((t * L + i) * L), i, s, keep + (t * L + i) * bit_words,
+                                words);
         }
         // Masked columns and the start mask's zero first row.
         std::fill(s + i, s + n, T(0));
@@ -311,19 +357,23 @@ void causal_attention_forward(Context<Cpu>& ctx, const Tensor<T, Cpu>& q, const 
 }
 
 // Backward of the attention core: from dout [B, L, C] writes dq, dk, dv ([B, L, C]).
-// q, k, v, lse and drop must be those of the forward.
+// q, k, v and state must be those of the forward.
 template <class T>
 void causal_attention_backward(Context<Cpu>& ctx, const Tensor<T, Cpu>& q, const Tensor<T, Cpu>& k,
-                               const Tensor<T, Cpu>& v, const Tensor<T, Cpu>& lse, const Tensor<T, Cpu>& dout,
-                               int heads, const AttentionDropout& drop, Tensor<T, Cpu>& dq, Tensor<T, Cpu>& dk,
-                               Tensor<T, Cpu>& dv, Tensor<T, Cpu>& workspace, std::int64_t row_block = 64) {
+                               const Tensor<T, Cpu>& v, const Tensor<T, Cpu>& dout, int heads,
+                               CausalAttentionState<T, Cpu>& state, Tensor<T, Cpu>& dq, Tensor<T, Cpu>& dk,
+                               Tensor<T, Cpu>& dv, std::int64_t row_block = 64) {
   using namespace attention_detail;
   check_qkv("causal_attention_backward", q, k, v, heads);
   VQVAE2_CHECK(dout.shape() == q.shape(), "causal_attention_backward: dout ", dout.shape().str(),
                " must match the forward's output ", q.shape().str(), ".");
   VQVAE2_CHECK(row_block > 0, "causal_attention_backward: row_block must be positive, got ", row_block, ".");
   const std::int64_t B = q.dim(0), L = q.dim(1), C = q.dim(2), d = C / heads;
-  VQVAE2_CHECK(lse.shape() == (Shape{B, heads, L}), "causal_attention_backward: lse ", lse.shape().str(),
+  const std::int64_t bit_words = (L + 63) / 64;
+  const AttentionDropout& drop = state.drop;
+  VQVAE2_CHECK(state.lse.shape() == (Shape{B, heads, L}) &&
+                   state.keep.numel() == (drop.active() ? B * heads * L * bit_words : 0),
+               "causal_attention_backward: the saved state ", state.lse.shape().str(),
                " does not come from a forward on ", q.shape().str(), " with ", heads, " heads.");
   const std::int64_t R = std::min(row_block, std::max<std::int64_t>(L, 1));
   const std::int64_t per_thread = 2 * R * L + L;
@@ -331,17 +381,19 @@ void causal_attention_backward(Context<Cpu>& ctx, const Tensor<T, Cpu>& q, const
   dq.resize(q.shape());
   dk.resize(q.shape());
   dv.resize(q.shape());
-  workspace.resize(Shape{threads * per_thread});
+  state.scratch.resize(Shape{threads * per_thread});
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
+  const T keep_scale = static_cast<T>(1.0 / (1.0 - drop.p));
   const T* qp = q.data();
   const T* kp = k.data();
   const T* vp = v.data();
   const T* gp = dout.data();
-  const T* lp = lse.data();
+  const T* lp = state.lse.data();
+  const std::uint64_t* keep = state.keep.data();
   T* dqp = dq.data();
   T* dkp = dk.data();
   T* dvp = dv.data();
-  T* ws = workspace.data();
+  T* ws = state.scratch.data();
   const std::int64_t tasks = B * heads;
 
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -372,7 +424,7 @@ void causal_attention_backward(Context<Cpu>& ctx, const Tensor<T, Cpu>& q, const
         T* g = G + r * n;
         if (i > 0) {
           exp_shift_row(p, i, lp[t * L + i]);
-          if (drop.active()) dropout_row(drop, static_cast<std::uint64_t>((t * L + i) * L), i, mrow);
+          if (drop.active()) dropout_row_multipliers(keep + (t * L + i) * bit_words, i, keep_scale, mrow);
           softmax_backward_row(p, g, drop.active() ? mrow : static_cast<const T*>(nullptr), i);
         }
         std::fill(p + i, p + n, T(0));
@@ -427,16 +479,17 @@ class CausalAttention {
     kshape_ = key.shape();
     ops::attention_detail::nchw_to_tokens(query, qin_);
     ops::attention_detail::nchw_to_tokens(key, kin_);
-    // Non-owning views of the projections: owning aliases would make the linear
-    // layers' resize() reallocate their outputs every step.
+    // Non-owning views both ways (the linears' inputs, their outputs): an owning alias
+    // would make the owner's resize() reallocate every step (in eval mode too, where
+    // no backward releases the linears' input aliases).
     const Shape tokens{B, L, channel_};
-    q_ = wrap(query_.forward(ctx, qin_), tokens);
-    k_ = wrap(key_.forward(ctx, kin_), tokens);
-    v_ = wrap(value_.forward(ctx, kin_), tokens);
-    drop_ = ops::AttentionDropout{};
+    q_ = wrap(query_.forward(ctx, wrap(qin_, qin_.shape())), tokens);
+    k_ = wrap(key_.forward(ctx, wrap(kin_, kin_.shape())), tokens);
+    v_ = wrap(value_.forward(ctx, wrap(kin_, kin_.shape())), tokens);
+    ops::AttentionDropout drop;
     if (ctx.training && p_ > 0.0)
-      drop_ = ops::AttentionDropout{p_, gen_.seed(), gen_.reserve(static_cast<std::uint64_t>(B * heads_ * L * L))};
-    ops::causal_attention_forward(ctx, q_, k_, v_, heads_, drop_, att_, lse_, ws_, row_block_);
+      drop = ops::AttentionDropout{p_, gen_.seed(), gen_.reserve(static_cast<std::uint64_t>(B * heads_ * L * L))};
+    ops::causal_attention_forward(ctx, q_, k_, v_, heads_, drop, att_, state_, row_block_);
     out_.resize(nchw(B, channel_, H, W));
     ops::attention_detail::tokens_to_nchw(att_.reshape(Shape{B * L, channel_}), static_cast<const TensorT*>(nullptr),
                                           out_);
@@ -448,8 +501,8 @@ class CausalAttention {
     expect_shape("CausalAttention::backward", dy, out_.shape());
     const std::int64_t B = dy.dim(0), L = dy.dim(2) * dy.dim(3);
     ops::attention_detail::nchw_to_tokens(dy, datt_);
-    ops::causal_attention_backward(ctx, q_, k_, v_, lse_, datt_.reshape(Shape{B, L, channel_}), heads_, drop_, dq_, dk_,
-                                   dv_, ws_, row_block_);
+    ops::causal_attention_backward(ctx, q_, k_, v_, datt_.reshape(Shape{B, L, channel_}), heads_, state_, dq_, dk_, dv_,
+                                   row_block_);
     const Shape rows{B * L, channel_};
     const TensorT& dqin = query_.backward(ctx, dq_.reshape(rows));
     dquery_.resize(qshape_);
@@ -489,9 +542,9 @@ class CausalAttention {
   std::int64_t row_block_ = 64;
   WNLinear<T, Device> query_, key_, value_;
   Generator gen_{0xA77E27ULL};
-  ops::AttentionDropout drop_;
+  ops::CausalAttentionState<T, Device> state_;
   Shape qshape_, kshape_;
-  TensorT qin_, kin_, q_, k_, v_, att_, lse_, ws_, out_;
+  TensorT qin_, kin_, q_, k_, v_, att_, out_;
   TensorT datt_, dq_, dk_, dv_, dquery_, dkey_;
 };
 
