@@ -86,6 +86,9 @@ TEST_CASE("float exp, expm1, sigmoid and tanh stay within a few ulp of the doubl
   CHECK(ops::math::tanh(50.0f) == 1.0f);
   CHECK(ops::math::tanh(-50.0f) == -1.0f);
   CHECK(ops::math::expm1(-200.0f) == -1.0f);
+  CHECK(ulp_error(ops::math::expm1(88.5f), std::expm1(88.5)) <= 2.0);
+  CHECK(std::isinf(ops::math::expm1(89.0f)));
+  CHECK(std::isnan(ops::math::expm1(std::numeric_limits<float>::quiet_NaN())));
 }
 
 TEST_CASE("map, zip and the arithmetic helpers agree with a scalar loop, serial and parallel") {

@@ -41,13 +41,17 @@ VQVAE2_HD inline float bits_float(std::uint32_t u) {
 }
 }  // namespace detail
 
-// exp(x) in float within ~2 ulp, branch-free so that it vectorises.
-// x = n ln2 + r with |r| <= ln2/2; exp(r) by its Taylor series to r^7
-// (truncation error r^8/8! < 6e-9 relative, below float's epsilon); 2^n by
-// building exponent bits, in two halves so that n = 128 and n = -126 stay in
+// Float exp and expm1, branch-free so that they vectorise. x = n ln2 + r
+// with |r| <= ln2/2; exp(r) - 1 = r q(r) by the Taylor series to r^7
+// (truncation r^8/8! < 6e-9 relative, below float's epsilon). 2^n is built
+// from exponent bits, in two halves so that n = 128 and n = -149 stay in
 // range. The rounding constant 1.5 * 2^23 turns x/ln2 into an integer without
 // a float-to-int conversion (which NaN would make undefined).
-VQVAE2_HD inline float exp_float(float x) {
+struct ExpParts {
+  float em1_r;   // exp(r) - 1
+  float s1, s2;  // 2^n = s1 * s2, each a normal float
+};
+VQVAE2_HD inline ExpParts exp_parts(float x) {
   const float hi = 88.72283f, lo = -103.0f;    // exp overflows above hi and rounds to 0 below lo
   float xc = x > hi ? hi : (x < lo ? lo : x);  // NaN fails both comparisons and stays NaN
   const float round_magic = 12582912.0f;
@@ -55,39 +59,38 @@ VQVAE2_HD inline float exp_float(float x) {
   float n = t - round_magic;
   float r = xc - n * 0.693359375f;  // ln2 in two parts: n * 0.693359375 is exact
   r = r - n * -2.12194440e-4f;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  float q = 1.0f / 5040.0f;
+  q = q * r + 1.0f / 720.0f;
+  q = q * r + 1.0f / 120.0f;
+  q = q * r + 1.0f / 24.0f;
+  q = q * r + 1.0f / 6.0f;
+  q = q * r + 0.5f;
+  q = q * r + 1.0f;
   auto k = static_cast<std::int32_t>(detail::float_bits(t) - detail::float_bits(round_magic));  // n
   std::int32_t k1 = k >> 1, k2 = k - k1;
   float s1 = detail::bits_float(static_cast<std::uint32_t>(k1 + 127) << 23);
   float s2 = detail::bits_float(static_cast<std::uint32_t>(k2 + 127) << 23);
-  float e = p * s1 * s2;
-  e = x < lo ? 0.0f : e;
-  return x > hi ? INFINITY : e;
+  return ExpParts{q * r, s1, s2};
 }
 
-// expm1 in float: exp(x) - 1 cancels for small |x|, so |x| < 0.5 uses the
-// Taylor series to x^10 (truncation below 0.5^10/11! relative to x).
+// exp(x) within ~2 ulp; 0 below -103, inf above 88.72.
+VQVAE2_HD inline float exp_float(float x) {
+  ExpParts e = exp_parts(x);
+  float v = (e.em1_r + 1.0f) * e.s1 * e.s2;  // left to right: no intermediate overflow at n = 128
+  v = x < -103.0f ? 0.0f : v;
+  return x > 88.72283f ? INFINITY : v;
+}
+
+// expm1(x) = 2^n (exp(r) - 1) + (2^n - 1): for |x| < ln2/2 (n = 0) this is
+// exp(r) - 1 itself, so small arguments keep their relative precision. Above
+// 64 the -1 no longer matters and exp's overflow-safe order is used.
 VQVAE2_HD inline float expm1_float(float x) {
-  float p = 1.0f / 3628800.0f;
-  p = p * x + 1.0f / 362880.0f;
-  p = p * x + 1.0f / 40320.0f;
-  p = p * x + 1.0f / 5040.0f;
-  p = p * x + 1.0f / 720.0f;
-  p = p * x + 1.0f / 120.0f;
-  p = p * x + 1.0f / 24.0f;
-  p = p * x + 1.0f / 6.0f;
-  p = p * x + 0.5f;
-  p = p * x + 1.0f;
-  float small = p * x;
-  float large = exp_float(x) - 1.0f;
-  return (x > -0.5f && x < 0.5f) ? small : large;
+  ExpParts e = exp_parts(x);
+  float s = e.s1 * e.s2;
+  float v = s * e.em1_r + (s - 1.0f);
+  float big = (e.em1_r + 1.0f) * e.s1 * e.s2;
+  v = x > 64.0f ? big : v;
+  return x > 88.72283f ? INFINITY : v;
 }
 
 // exp, expm1, sigmoid, tanh for any scalar: float takes the vectorisable code

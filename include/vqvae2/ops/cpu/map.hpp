@@ -71,7 +71,7 @@ void map(const Tensor<T, Cpu>& x, Tensor<U, Cpu>& y, F f) {
   const T* xp = x.data();
   U* yp = y.data();
   const std::int64_t n = x.numel();
-#pragma omp parallel for simd schedule(static) if (n >= map_detail::kParallelMin)
+#pragma omp parallel for simd simdlen(16) schedule(static) if (n >= map_detail::kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) yp[i] = f(xp[i]);
 }
 
@@ -89,7 +89,7 @@ void zip(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b, Tensor<T, Cpu>& y, F 
   const T* bp = b.data();
   T* yp = y.data();
   const std::int64_t n = a.numel();
-#pragma omp parallel for simd schedule(static) if (n >= map_detail::kParallelMin)
+#pragma omp parallel for simd simdlen(16) schedule(static) if (n >= map_detail::kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) yp[i] = f(ap[i], bp[i]);
 }
 
@@ -144,7 +144,7 @@ double sum(const Tensor<T, Cpu>& x) {
   const T* xp = x.data();
   const std::int64_t n = x.numel();
   double s = 0;
-#pragma omp parallel for simd schedule(static) reduction(+ : s) if (n >= map_detail::kParallelMin)
+#pragma omp parallel for simd simdlen(16) schedule(static) reduction(+ : s) if (n >= map_detail::kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) s += static_cast<double>(xp[i]);
   return s;
 }
@@ -157,7 +157,7 @@ double sum_squared_difference(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) 
   const T* bp = b.data();
   const std::int64_t n = a.numel();
   double s = 0;
-#pragma omp parallel for simd schedule(static) reduction(+ : s) if (n >= map_detail::kParallelMin)
+#pragma omp parallel for simd simdlen(16) schedule(static) reduction(+ : s) if (n >= map_detail::kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) {
     double d = static_cast<double>(ap[i]) - static_cast<double>(bp[i]);
     s += d * d;
@@ -194,7 +194,7 @@ void glu_forward(const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y) {
     const T* a = xp + n * 2 * inner;
     const T* b = a + inner;
     T* o = yp + n * inner;
-#pragma omp simd
+#pragma omp simd simdlen(16)
     for (std::int64_t j = j0; j < j1; ++j) o[j] = Glu::forward(a[j], b[j]);
   });
 }
@@ -217,7 +217,7 @@ void glu_backward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& dy, Tensor<T, C
     const T* g = dyp + n * inner;
     T* da = dxp + n * 2 * inner;
     T* db = da + inner;
-#pragma omp simd
+#pragma omp simd simdlen(16)
     for (std::int64_t j = j0; j < j1; ++j) Glu::backward(a[j], b[j], g[j], da[j], db[j]);
   });
 }
@@ -276,7 +276,7 @@ void upsample2x_nearest(const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y) {
     const T* src = xp + r * w;
     T* d0 = yp + r * 4 * w;  // rows 2i and 2i + 1 of the same plane
     T* d1 = d0 + 2 * w;
-#pragma omp simd
+#pragma omp simd simdlen(16)
     for (std::int64_t j = 0; j < 2 * w; ++j) {
       T v = src[j / 2];
       d0[j] = v;
@@ -299,7 +299,7 @@ void upsample2x_nearest_backward(const Tensor<T, Cpu>& dy, Tensor<T, Cpu>& dx) {
     const T* g0 = gp + r * 4 * w;
     const T* g1 = g0 + 2 * w;
     T* d = dp + r * w;
-#pragma omp simd
+#pragma omp simd simdlen(16)
     for (std::int64_t j = 0; j < w; ++j) d[j] = (g0[2 * j] + g0[2 * j + 1]) + (g1[2 * j] + g1[2 * j + 1]);
   });
 }
@@ -353,7 +353,7 @@ void shift_right(const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y) {
     const T* s = xp + r * w;
     T* d = yp + r * w;
     if (w > 0) d[0] = T(0);
-#pragma omp simd
+#pragma omp simd simdlen(16)
     for (std::int64_t j = 1; j < w; ++j) d[j] = s[j - 1];
   });
 }
@@ -369,7 +369,7 @@ void shift_right_backward(const Tensor<T, Cpu>& dy, Tensor<T, Cpu>& dx) {
   map_detail::parallel_rows(dy.dim(0) * dy.dim(1) * dy.dim(2), w, [&](std::int64_t r) {
     const T* s = gp + r * w;
     T* d = dp + r * w;
-#pragma omp simd
+#pragma omp simd simdlen(16)
     for (std::int64_t j = 0; j < w - 1; ++j) d[j] = s[j + 1];
     if (w > 0) d[w - 1] = T(0);
   });
@@ -384,6 +384,7 @@ inline void dropout_one(std::uint32_t bits, float p, T scale, T x, T& y, std::ui
   m = keep ? 1 : 0;
   y = keep ? x * scale : T(0);
 }
+
 }  // namespace map_detail
 
 // Element i is kept when philox_uniform(seed, offset, i) > p, the same rule a
@@ -400,10 +401,11 @@ void dropout_forward(const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y, Tensor<std::uin
   T* yp = y.data();
   std::uint8_t* mp = mask.data();
   const std::int64_t n = x.numel(), blocks = (n + 3) / 4, full = n / 4;
-#pragma omp parallel for simd schedule(static) if (n >= map_detail::kParallelMin)
+#pragma omp parallel for simd simdlen(8) schedule(static) if (n >= map_detail::kParallelMin)
   for (std::int64_t b = 0; b < full; ++b) {
     PhiloxBlock r = philox4x32_10(offset + static_cast<std::uint64_t>(b), 0, seed);
-    // Lanes spelled out: constant indices let the compiler keep the block in registers and vectorise.
+    // Lanes spelled out: constant indices keep the block in registers, so the loop vectorises
+    // (over 8 blocks: measured faster than 16, whose 64-bit products need twice the registers).
     map_detail::dropout_one(r.v[0], p, scale, xp[4 * b], yp[4 * b], mp[4 * b]);
     map_detail::dropout_one(r.v[1], p, scale, xp[4 * b + 1], yp[4 * b + 1], mp[4 * b + 1]);
     map_detail::dropout_one(r.v[2], p, scale, xp[4 * b + 2], yp[4 * b + 2], mp[4 * b + 2]);
@@ -425,7 +427,7 @@ void dropout_backward(const Tensor<T, Cpu>& dy, const Tensor<std::uint8_t, Cpu>&
   const std::uint8_t* mp = mask.data();
   T* dp = dx.data();
   const std::int64_t n = dy.numel();
-#pragma omp parallel for simd schedule(static) if (n >= map_detail::kParallelMin)
+#pragma omp parallel for simd simdlen(16) schedule(static) if (n >= map_detail::kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) dp[i] = mp[i] ? gp[i] * scale : T(0);
 }
 
