@@ -20,21 +20,28 @@ class Parser {
   Parser(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
 
   Parser& option(const std::string& name, std::string* target, const std::string& help) {
-    return add(name, help, *target, [target](const std::string& v) { *target = v; }, true);
+    return add(
+        name, help, *target, [target](const std::string& v) { *target = v; }, true);
   }
   Parser& option(const std::string& name, int* target, const std::string& help) {
-    return add(name, help, std::to_string(*target), [this, name, target](const std::string& v) { *target = to_long(name, v); }, true);
+    return add(
+        name, help, std::to_string(*target), [this, name, target](const std::string& v) { *target = to_long(name, v); },
+        true);
   }
   Parser& option(const std::string& name, long long* target, const std::string& help) {
-    return add(name, help, std::to_string(*target), [this, name, target](const std::string& v) { *target = to_long(name, v); }, true);
+    return add(
+        name, help, std::to_string(*target), [this, name, target](const std::string& v) { *target = to_long(name, v); },
+        true);
   }
   Parser& option(const std::string& name, double* target, const std::string& help) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%g", *target);
-    return add(name, help, buf, [this, name, target](const std::string& v) { *target = to_double(name, v); }, true);
+    return add(
+        name, help, buf, [this, name, target](const std::string& v) { *target = to_double(name, v); }, true);
   }
   Parser& flag(const std::string& name, bool* target, const std::string& help) {
-    return add(name, help, *target ? "on" : "off", [target](const std::string&) { *target = true; }, false);
+    return add(
+        name, help, *target ? "on" : "off", [target](const std::string&) { *target = true; }, false);
   }
 
   // Returns false when --help was given (the caller exits 0). Throws vqvae2::Error on bad flags.
@@ -45,7 +52,8 @@ class Parser {
         print_help();
         return false;
       }
-      VQVAE2_CHECK(arg.rfind("--", 0) == 0, program_, ": unexpected argument '", arg, "' (flags start with --; see --help).");
+      VQVAE2_CHECK(arg.rfind("--", 0) == 0, program_, ": unexpected argument '", arg,
+                   "' (flags start with --; see --help).");
       std::string name = arg.substr(2), value;
       bool has_value = false;
       if (auto eq = name.find('='); eq != std::string::npos) {
@@ -114,8 +122,8 @@ class Progress {
     int width = 24, filled = total_ > 0 ? static_cast<int>(width * done / total_) : 0;
     std::string bar(static_cast<std::size_t>(filled), '#');
     bar.append(static_cast<std::size_t>(width - filled), '-');
-    std::fprintf(stderr, "\r[%s] %lld/%lld %6.2f img/s %s ETA %dm%02ds ", bar.c_str(), done, total_, rate, extra.c_str(),
-                 static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
+    std::fprintf(stderr, "\r[%s] %lld/%lld %6.2f img/s %s ETA %dm%02ds ", bar.c_str(), done, total_, rate,
+                 extra.c_str(), static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
     std::fflush(stderr);
   }
   void finish() { std::fprintf(stderr, "\n"); }

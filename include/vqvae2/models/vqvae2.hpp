@@ -35,9 +35,10 @@ class Encoder {
     VQVAE2_CHECK(stride == 2 || stride == 4, "Encoder: stride must be 2 or 4, got ", stride, ".");
     down1_ = std::make_unique<nn::Conv2d<T, Device>>(in, channels / 2, 4, 4, detail::down2());
     if (stride == 4) down2_ = std::make_unique<nn::Conv2d<T, Device>>(channels / 2, channels, 4, 4, detail::down2());
-    conv_ = std::make_unique<nn::Conv2d<T, Device>>(stride == 4 ? channels : channels / 2, channels, 3, 3,
-                                                    detail::same3());
-    for (int i = 0; i < res_blocks; ++i) blocks_.push_back(std::make_unique<nn::ResBlock<T, Device>>(channels, res_channels));
+    conv_ =
+        std::make_unique<nn::Conv2d<T, Device>>(stride == 4 ? channels : channels / 2, channels, 3, 3, detail::same3());
+    for (int i = 0; i < res_blocks; ++i)
+      blocks_.push_back(std::make_unique<nn::ResBlock<T, Device>>(channels, res_channels));
   }
   void init(Generator& g) {
     down1_->init(g);
@@ -82,7 +83,8 @@ class Decoder {
   Decoder(int in, int out, int channels, int res_blocks, int res_channels, int stride) {
     VQVAE2_CHECK(stride == 2 || stride == 4, "Decoder: stride must be 2 or 4, got ", stride, ".");
     conv_ = std::make_unique<nn::Conv2d<T, Device>>(in, channels, 3, 3, detail::same3());
-    for (int i = 0; i < res_blocks; ++i) blocks_.push_back(std::make_unique<nn::ResBlock<T, Device>>(channels, res_channels));
+    for (int i = 0; i < res_blocks; ++i)
+      blocks_.push_back(std::make_unique<nn::ResBlock<T, Device>>(channels, res_channels));
     if (stride == 4) {
       up1_ = std::make_unique<nn::ConvTranspose2d<T, Device>>(channels, channels / 2, 4, 4, detail::down2());
       up2_ = std::make_unique<nn::ConvTranspose2d<T, Device>>(channels / 2, out, 4, 4, detail::down2());
@@ -139,7 +141,8 @@ class VQVAE2 {
         dec_t_(Config::embed_dim, Config::embed_dim, Config::channels, Config::res_blocks, Config::res_channels, 2),
         quantize_conv_b_(Config::embed_dim + Config::channels, Config::embed_dim, 1, 1, detail::point()),
         upsample_t_(Config::embed_dim, Config::embed_dim, 4, 4, detail::down2()),
-        dec_(2 * Config::embed_dim, Config::in_channels, Config::channels, Config::res_blocks, Config::res_channels, 4) {}
+        dec_(2 * Config::embed_dim, Config::in_channels, Config::channels, Config::res_blocks, Config::res_channels,
+             4) {}
 
   static std::string fingerprint() { return config_fingerprint<Config>(); }
 

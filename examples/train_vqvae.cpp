@@ -1,0 +1,226 @@
+// vqvae2_train_vqvae: trains the VQ-VAE-2 on an OASIS-layout folder.
+// Writes <out>/checkpoint.bin (atomically, every epoch, on Ctrl-C and at the
+// end), <out>/loss_steps.csv, <out>/loss_epochs.csv and <out>/loss_curve.png.
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cli.hpp"
+#include "vqvae2/core/io.hpp"
+#include "vqvae2/train/schedule.hpp"
+#include "vqvae2/train/vqvae_trainer.hpp"
+#include "vqvae2/viz/plot.hpp"
+
+namespace fs = std::filesystem;
+using namespace vqvae2;
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) { g_interrupted = true; }
+
+struct Args {
+  std::string data, out = "runs/vqvae2", config = "oasis256", resume = "auto", schedule = "constant";
+  int epochs = 10, batch = 16, threads = 2, dead_code_restart = 0;
+  double lr = 3e-4, minutes = 0, commitment = 0.25;
+  long long seed = 1, max_images = 0;
+  bool no_validation = false;
+};
+
+template <class Trainer>
+void write_logs(const Args& a, const Trainer& t) {
+  std::ostringstream steps;
+  steps << "step,loss,mse,commit_top,commit_bottom,perplexity_top,perplexity_bottom,usage_top,usage_bottom\n";
+  const auto& sh = t.step_history();
+  for (std::size_t i = 0; i < sh.size(); ++i) {
+    const auto& s = sh[i];
+    steps << i + 1 << ',' << s.loss << ',' << s.mse << ',' << s.commit_top << ',' << s.commit_bottom << ','
+          << s.perplexity_top << ',' << s.perplexity_bottom << ',' << s.usage_top << ',' << s.usage_bottom << '\n';
+  }
+  io::write_file_atomic((fs::path(a.out) / "loss_steps.csv").string(), steps.str());
+  std::ostringstream epochs;
+  epochs << "epoch,train_loss,train_mse,val_loss,val_mse,seconds\n";
+  const auto& eh = t.epoch_history();
+  viz::Series train{"train loss", {}, {}}, val{"validation loss", {}, {}}, smooth{"train loss (per 20 steps)", {}, {}};
+  for (std::size_t i = 0; i < eh.size(); ++i) {
+    const auto& e = eh[i];
+    epochs << i + 1 << ',' << e.train_loss << ',' << e.train_mse << ',' << e.val_loss << ',' << e.val_mse << ','
+           << e.seconds << '\n';
+  }
+  io::write_file_atomic((fs::path(a.out) / "loss_epochs.csv").string(), epochs.str());
+  // Curves by step: the train loss averaged over 20-step windows, validation at each epoch end.
+  const std::size_t window = 20;
+  for (std::size_t i = 0; i + window <= sh.size(); i += window) {
+    double m = 0;
+    for (std::size_t j = i; j < i + window; ++j) m += sh[j].loss;
+    smooth.x.push_back(static_cast<double>(i + window));
+    smooth.y.push_back(m / window);
+  }
+  std::size_t steps_so_far = 0;
+  const std::size_t per_epoch = eh.empty() ? 0 : sh.size() / eh.size();
+  for (std::size_t i = 0; i < eh.size(); ++i) {
+    steps_so_far += per_epoch;
+    if (std::isfinite(eh[i].val_loss)) {
+      val.x.push_back(static_cast<double>(steps_so_far));
+      val.y.push_back(eh[i].val_loss);
+    }
+  }
+  std::vector<viz::Series> series;
+  if (!smooth.y.empty()) series.push_back(smooth);
+  if (!val.y.empty()) series.push_back(val);
+  if (series.empty()) return;
+  viz::PlotOptions po;
+  po.title = "VQ-VAE-2 (" + a.config + ") loss";
+  po.x_label = "step";
+  po.y_label = "loss (MSE + 0.25 commitment)";
+  po.log_y = true;
+  viz::write_plot_png((fs::path(a.out) / "loss_curve.png").string(), series, po);
+}
+
+template <class Config>
+int run(const Args& a) {
+  Context<Cpu> ctx(a.threads);
+  data::LoadOptions lo;
+  std::fprintf(stderr, "loading %s ...\n", a.data.c_str());
+  auto train_set = std::make_shared<data::ImageSet>(data::load_oasis_split(a.data, "train", lo));
+  if (a.max_images > 0 && train_set->count > a.max_images) {
+    train_set->count = a.max_images;
+    train_set->pixels.resize(static_cast<std::size_t>(a.max_images * train_set->image_bytes()));
+    train_set->names.resize(static_cast<std::size_t>(a.max_images));
+  }
+  data::ImageSet val_set;
+  bool have_val = !a.no_validation && data::has_oasis_split(a.data, "validate");
+  if (have_val) val_set = data::load_oasis_split(a.data, "validate", lo);
+  std::fprintf(stderr, "train: %lld images, validate: %lld images, %dx%d, configuration %s (%s)\n",
+               static_cast<long long>(train_set->count), static_cast<long long>(have_val ? val_set.count : 0),
+               train_set->width, train_set->height, Config::name, models::config_fingerprint<Config>().c_str());
+
+  train::VQVAETrainOptions to;
+  to.lr = a.lr;
+  to.commitment_weight = a.commitment;
+  to.seed = static_cast<std::uint64_t>(a.seed);
+  to.dead_code_restart = a.dead_code_restart;
+  train::VQVAETrainer<Config> trainer(ctx, to);
+
+  fs::create_directories(a.out);
+  const std::string ckpt = (fs::path(a.out) / "checkpoint.bin").string();
+  if (a.resume == "auto" ? fs::exists(ckpt) : !a.resume.empty() && a.resume != "none") {
+    const std::string from = a.resume == "auto" ? ckpt : a.resume;
+    trainer.load(from);
+    std::fprintf(stderr, "resumed from %s at step %lld (epoch %lld, batch %lld)\n", from.c_str(),
+                 static_cast<long long>(trainer.step_count()), static_cast<long long>(trainer.position.epoch),
+                 static_cast<long long>(trainer.position.batch));
+  }
+
+  data::LoaderOptions lopt;
+  lopt.batch_size = a.batch;
+  lopt.seed = static_cast<std::uint64_t>(a.seed);
+  data::BatchLoader<float> loader(train_set, lopt);
+  const std::int64_t per_epoch = loader.batches_per_epoch();
+  VQVAE2_CHECK(per_epoch > 0, "vqvae2_train_vqvae: the train split has ", train_set->count,
+               " images, fewer than one batch of ", a.batch, ".");
+  loader.seek(trainer.position.epoch, trainer.position.batch);
+  train::LrSchedule schedule = train::ConstantLr{a.lr};
+  if (a.schedule == "cycle")
+    schedule = train::WarmupCosineLr::cycle(a.lr, std::max<std::int64_t>(1, a.epochs * per_epoch));
+  else
+    VQVAE2_CHECK(a.schedule == "constant", "vqvae2_train_vqvae: unknown --schedule '", a.schedule,
+                 "' (constant or cycle).");
+
+  std::signal(SIGINT, on_sigint);
+  std::signal(SIGTERM, on_sigint);
+  const auto start = std::chrono::steady_clock::now();
+  auto minutes_used = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
+  };
+  bool out_of_time = false;
+  cli::Progress progress(a.epochs * per_epoch);
+  long long images_this_run = 0;
+
+  while (trainer.position.epoch < a.epochs && !g_interrupted && !out_of_time) {
+    const auto epoch_start = std::chrono::steady_clock::now();
+    double loss_sum = 0, mse_sum = 0;
+    std::int64_t steps = 0;
+    while (trainer.position.batch < per_epoch) {
+      const auto& x = loader.next();
+      trainer.set_lr(train::lr_at(schedule, trainer.step_count()));
+      auto s = trainer.step(x);
+      loss_sum += s.loss;
+      mse_sum += s.mse;
+      ++steps;
+      images_this_run += x.dim(0);
+      ++trainer.position.batch;
+      char extra[160];
+      std::snprintf(extra, sizeof extra, "ep %lld loss %.4f mse %.4f ppl %.0f/%.0f",
+                    static_cast<long long>(trainer.position.epoch + 1), s.loss, s.mse, s.perplexity_top,
+                    s.perplexity_bottom);
+      progress.update(trainer.position.epoch * per_epoch + trainer.position.batch, images_this_run, extra);
+      if (g_interrupted) break;
+      if (a.minutes > 0 && minutes_used() >= a.minutes) {
+        out_of_time = true;
+        break;
+      }
+    }
+    if (trainer.position.batch >= per_epoch) {
+      train::VQVAEEpochStats e;
+      e.train_loss = steps ? loss_sum / steps : NAN;
+      e.train_mse = steps ? mse_sum / steps : NAN;
+      if (have_val) std::tie(e.val_loss, e.val_mse) = trainer.evaluate(val_set, a.batch);
+      e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+      trainer.add_epoch(e);
+      ++trainer.position.epoch;
+      trainer.position.batch = 0;
+      progress.finish();
+      std::fprintf(stderr, "epoch %lld: train loss %.5f (mse %.5f), validation loss %.5f (mse %.5f), %.0f s\n",
+                   static_cast<long long>(trainer.position.epoch), e.train_loss, e.train_mse, e.val_loss, e.val_mse,
+                   e.seconds);
+    }
+    trainer.save(ckpt);
+    write_logs(a, trainer);
+  }
+  progress.finish();
+  if (g_interrupted) std::fprintf(stderr, "interrupted: checkpoint saved to %s\n", ckpt.c_str());
+  if (out_of_time)
+    std::fprintf(stderr, "time budget of %.1f minutes reached: checkpoint saved to %s\n", a.minutes, ckpt.c_str());
+  std::fprintf(stderr, "trained %lld images in %.1f minutes (%.2f img/s); %lld steps in all\n", images_this_run,
+               minutes_used(), images_this_run / std::max(1e-9, minutes_used() * 60),
+               static_cast<long long>(trainer.step_count()));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  cli::Parser p("vqvae2_train_vqvae", "train the VQ-VAE-2 on an OASIS-layout folder of 256x256 greyscale PNG slices");
+  p.option("data", &a.data, "folder holding keras_png_slices_{train,validate,test} (required)")
+      .option("out", &a.out, "output folder: checkpoint, loss CSVs, loss curve")
+      .option("config", &a.config, "model configuration: oasis256 (reference), small, tiny")
+      .option("epochs", &a.epochs, "number of epochs (the run stops earlier at --minutes)")
+      .option("minutes", &a.minutes, "training time budget in minutes (0: none)")
+      .option("batch", &a.batch, "batch size")
+      .option("lr", &a.lr, "Adam learning rate")
+      .option("schedule", &a.schedule, "learning-rate schedule: constant or cycle (warm-up + cosine over --epochs)")
+      .option("commitment", &a.commitment, "weight of the commitment losses")
+      .option("dead-code-restart", &a.dead_code_restart, "re-seed codes unused for this many steps (0: off)")
+      .option("seed", &a.seed, "seed of initialisation and shuffling")
+      .option("resume", &a.resume, "auto (resume <out>/checkpoint.bin if present), none, or a checkpoint path")
+      .option("threads", &a.threads, "CPU threads")
+      .option("max-images", &a.max_images, "use only the first N training images (0: all)")
+      .flag("no-validation", &a.no_validation, "skip the validation pass at each epoch end");
+  try {
+    if (!p.parse(argc, argv)) return 0;
+    VQVAE2_CHECK(!a.data.empty(), "vqvae2_train_vqvae: --data is required (see --help).");
+    if (a.config == "oasis256") return run<models::Oasis256>(a);
+    if (a.config == "small") return run<models::Small>(a);
+    if (a.config == "tiny") return run<models::Tiny>(a);
+    vqvae2::fail("vqvae2_train_vqvae: unknown --config '", a.config, "' (oasis256, small or tiny).");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nerror: %s\n", e.what());
+    return 1;
+  }
+}
