@@ -8,8 +8,13 @@
 // It works per (batch, head) and per block of query rows, so one thread's scores fit in
 // L2; for row block [i0, i1) only key columns j < i1 - 1 are computed, which skips the
 // masked upper triangle up to the diagonal block. Forward keeps only the row
-// log-sum-exp (B*H*L values); backward recomputes the probabilities from it
-// (flash-attention style) and regenerates the dropout mask from its Philox counters.
+// log-sum-exp (B*H*L values) and, in training, the dropout mask as bits (8 MB at that
+// size); backward recomputes the probabilities from the log-sum-exp (flash-attention
+// style), which costs one more q k^T but no 128-256 MB of stored probabilities.
+//
+// The reference fills masked scores with -1e4 before a softmax over the whole row;
+// exp(-1e4 - max) is exactly 0 in float and double, so a softmax over the unmasked
+// prefix is the same function (and row 0, all masked, is zeroed by its start mask).
 #pragma once
 
 // GCC 12 reports Eigen's AVX-512 GEMM packing (_mm512_undefined_ps) as "maybe
