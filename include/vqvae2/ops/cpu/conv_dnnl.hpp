@@ -18,6 +18,7 @@
 #include <dnnl.hpp>
 #include <functional>
 #include <memory>
+#include <string>
 #include <unordered_map>
 
 #include "vqvae2/core/context.hpp"
@@ -93,6 +94,11 @@ struct ConvPlan {
   std::unordered_map<int, dnnl::memory> args, reorder_args[3], accumulate_args;
   std::size_t scratch_bytes = 0;
   bool bias_is_output = false;
+  // Backward-weights with a top padding its AVX-512 kernel rejects (causal convs):
+  // x is reordered into rows [shift_rows, shift_rows + h) of a zeroed taller buffer
+  // and the primitive sees that much less top padding.
+  std::int64_t shift_rows = 0;
+  dnnl::memory shifted_mem;
 };
 
 struct ConvState {
@@ -160,13 +166,27 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
       break;
     }
     case ConvOp::bwd_weights: {
-      dnnl::convolution_forward::primitive_desc hint(
-          k.bias ? dnnl::convolution_forward::desc(train, conv_alg, ax, aw, ub, ay, strides, pl, pr)
-                 : dnnl::convolution_forward::desc(train, conv_alg, ax, aw, ay, strides, pl, pr),
-          eng);
-      auto d = k.bias ? dnnl::convolution_backward_weights::desc(conv_alg, ax, aw, ub, ay, strides, pl, pr)
-                      : dnnl::convolution_backward_weights::desc(conv_alg, ax, aw, ay, strides, pl, pr);
-      dnnl::convolution_backward_weights::primitive_desc pd(d, attr, eng, hint);
+      auto make_pd = [&](const memory::desc& src, const memory::dims& pad_l) {
+        dnnl::convolution_forward::primitive_desc hint(
+            k.bias ? dnnl::convolution_forward::desc(train, conv_alg, src, aw, ub, ay, strides, pad_l, pr)
+                   : dnnl::convolution_forward::desc(train, conv_alg, src, aw, ay, strides, pad_l, pr),
+            eng);
+        auto d = k.bias ? dnnl::convolution_backward_weights::desc(conv_alg, src, aw, ub, ay, strides, pad_l, pr)
+                        : dnnl::convolution_backward_weights::desc(conv_alg, src, aw, ay, strides, pad_l, pr);
+        return dnnl::convolution_backward_weights::primitive_desc(d, attr, eng, hint);
+      };
+      auto pd = make_pd(ax, pl);
+      const std::int64_t max_top = (k.kh - 1) / 2;
+      if (!plain && k.g.pad_top > max_top && std::string(pd.impl_info_str()).find("avx512") == std::string::npos) {
+        // oneDNN 2.6's AVX-512 kernel wants pad_top <= (kh-1)/2 and falls back to AVX2 (~40% slower).
+        const std::int64_t shift = k.g.pad_top - max_top;
+        auto shifted = make_pd(memory::desc({k.n, k.cin, k.h + shift, k.w}, memory::data_type::f32, tag::any),
+                               memory::dims{max_top, k.g.pad_left});
+        if (std::string(shifted.impl_info_str()).find("avx512") != std::string::npos) {
+          pd = shifted;
+          plan->shift_rows = shift;
+        }
+      }
       plan->prim = dnnl::convolution_backward_weights(pd);
       plan->user_md[0] = ux, plan->user_md[1] = uy, plan->user_md[2] = uw;
       plan->prim_md[0] = pd.src_desc(), plan->prim_md[1] = pd.diff_dst_desc(),
@@ -228,11 +248,17 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
     plan->prim_mem[i] = own ? memory(plan->prim_md[i], eng, DNNL_MEMORY_NONE) : plan->user_mem[i];
     plan->args[arg[i]] = plan->prim_mem[i];
   }
-  for (int i = 0; i < 2; ++i)
+  for (int i = plan->shift_rows ? 1 : 0; i < 2; ++i)
     if (plan->reorder[i]) {
       plan->reorder_prim[i] = dnnl::reorder(plan->user_mem[i], plan->prim_mem[i]);
       plan->reorder_args[i] = {{DNNL_ARG_FROM, plan->user_mem[i]}, {DNNL_ARG_TO, plan->prim_mem[i]}};
     }
+  if (plan->shift_rows) {
+    plan->shifted_mem =
+        memory(plan->prim_md[0].submemory_desc(xd, memory::dims{0, 0, plan->shift_rows, 0}), eng, DNNL_MEMORY_NONE);
+    plan->reorder_prim[0] = dnnl::reorder(plan->user_mem[0], plan->shifted_mem);
+    plan->reorder_args[0] = {{DNNL_ARG_FROM, plan->user_mem[0]}, {DNNL_ARG_TO, plan->shifted_mem}};
+  }
   if (plan->reorder[2]) {
     plan->reorder_prim[2] = dnnl::reorder(plan->prim_mem[2], plan->user_mem[2]);
     plan->reorder_args[2] = {{DNNL_ARG_FROM, plan->prim_mem[2]}, {DNNL_ARG_TO, plan->user_mem[2]}};
@@ -299,6 +325,12 @@ inline const void* execute(Context<Cpu>& ctx, const ConvKey& key, const float* i
   for (int i = 0; i < 2; ++i) {
     p.user_mem[i].set_data_handle(const_cast<float*>(inputs[i]));
     if (do_reorder[i]) p.prim_mem[i].set_data_handle(st.slot[slots[i]].get(p.prim_md[i].get_size()));
+  }
+  if (p.shift_rows) {
+    // The extra rows must read as zero padding; the slot is shared, so clear it each time.
+    void* buf = p.prim_mem[0].get_data_handle();
+    std::memset(buf, 0, p.prim_md[0].get_size());
+    p.shifted_mem.set_data_handle(buf);
   }
   if (ready1) p.prim_mem[1].set_data_handle(const_cast<void*>(ready1));
   p.user_mem[2].set_data_handle(out);
