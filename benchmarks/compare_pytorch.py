@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Side-by-side throughput: our Google Benchmark binaries vs the same work in PyTorch.
 
-    /usr/bin/python3 benchmarks/compare_pytorch.py [build/benchmarks/bench_conv] [--repeats N] [--filter REGEX]
+    /usr/bin/python3 benchmarks/compare_pytorch.py [build/benchmarks/bench_conv] [--rounds R] [--repeats N] [--filter REGEX]
 
 Every workload is one entry in WORKLOADS: the Google Benchmark binary and name prefix
 that time it on our side, its FLOP count per mode, and a function that builds the
@@ -9,7 +9,8 @@ equivalent PyTorch closure per mode. Other binaries (attention, whole training s
 are looked up next to the given one, so adding a workload is adding an entry.
 
 Both sides use 2 threads. Our numbers are the FLOPS counters (median of repetitions);
-PyTorch's are FLOPs / median wall time after a warm-up.
+PyTorch's are FLOPs / time measured the same way (see time_torch) after a warm-up. The two sides are interleaved
+per workload for several rounds and the medians over rounds are printed.
 """
 import argparse
 import json
@@ -89,16 +90,22 @@ WORKLOADS = [
 ]
 
 
-def time_torch(fn, repeats, min_seconds=0.2):
+def time_torch(fn, repeats, min_seconds=0.5):
+    """The statistic Google Benchmark reports with --benchmark_repetitions: per repetition the
+    mean time of as many iterations as fit in min_seconds; the median over repetitions."""
     for _ in range(3):
         fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    means = []
+    for _ in range(repeats):
+        n, start = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        means.append(elapsed / n)
+    return statistics.median(means)
 
 
 def run_ours(binary, names, repeats):
@@ -118,7 +125,8 @@ def run_ours(binary, names, repeats):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("binary", nargs="?", default="build/benchmarks/bench_conv")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3, help="repetitions per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians over rounds are reported")
     ap.add_argument("--filter", default="", help="regular expression on workload names")
     args = ap.parse_args()
     torch.set_num_threads(THREADS)
@@ -126,20 +134,26 @@ def main():
     binaries = {Path(args.binary).name: Path(args.binary).resolve()}
 
     selected = [w for w in WORKLOADS if re.search(args.filter, w.name)]
-    ours = {}
-    for binary in sorted({w.binary for w in selected}):
-        path = binaries.get(binary, bench_dir / binary)
-        if not path.exists():
-            sys.exit("compare_pytorch.py: benchmark binary %s does not exist; build it first." % path)
-        ours.update(run_ours(path, [w.name + "_" + m for w in selected if w.binary == binary for m in w.modes],
-                             args.repeats))
+    # Rounds interleave the two sides workload by workload, so both see the same
+    # machine load (other jobs on a shared machine); each side reports its median over rounds.
+    samples = {}
+    for _ in range(args.rounds):
+        for w in selected:
+            path = binaries.get(w.binary, bench_dir / w.binary)
+            if not path.exists():
+                sys.exit("compare_pytorch.py: benchmark binary %s does not exist; build it first." % path)
+            ours = run_ours(path, [w.name + "_" + m for m in w.modes], args.repeats)
+            for mode in w.modes:
+                t = time_torch(w.torch_setup(mode), args.repeats)
+                key = w.name + "_" + mode
+                samples.setdefault(key, ([], []))
+                samples[key][0].append(ours.get(key, float("nan")) / 1e9)
+                samples[key][1].append(w.flops[mode] / t / 1e9)
 
     rows = []
     for w in selected:
         for mode in w.modes:
-            t = time_torch(w.torch_setup(mode), args.repeats)
-            theirs = w.flops[mode] / t / 1e9
-            mine = ours.get(w.name + "_" + mode, float("nan")) / 1e9
+            mine, theirs = (statistics.median(v) for v in samples[w.name + "_" + mode])
             rows.append((w.name + "_" + mode, mine, theirs, mine / theirs, w.note))
 
     width = max(len(r[0]) for r in rows)
