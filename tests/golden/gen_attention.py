@@ -2,7 +2,11 @@
 module, written out here) with weight-normalised linears, eval mode (no dropout).
 
 Run: /usr/bin/python3 tests/golden/gen_attention.py  -> tests/golden/attention.bin
+     /usr/bin/python3 tests/golden/gen_attention.py --time [eval]
+         times the module at benchmarks/bench_attention.cpp's shape (2 threads).
 """
+import sys
+import time
 from math import sqrt
 
 import numpy as np
@@ -80,5 +84,31 @@ def main():
     write_golden("attention.bin", arrays)
 
 
+def time_reference(train=True, repeats=6):
+    """Forward and backward at B=8, 32x32, query 258, key 514, 128 channels, 8 heads."""
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    m = CausalAttention(258, 514, 128, 8, 0.1).train(train)
+    query = torch.randn(8, 258, 32, 32, requires_grad=True)
+    key = torch.randn(8, 514, 32, 32, requires_grad=True)
+    dy = torch.randn(8, 128, 32, 32)
+    fwd, bwd = [], []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        out = m(query, key)
+        t1 = time.perf_counter()
+        out.backward(dy)
+        t2 = time.perf_counter()
+        fwd.append(t1 - t0)
+        bwd.append(t2 - t1)
+    fwd, bwd = sorted(fwd[1:]), sorted(bwd[1:])  # the first call warms up
+    print("PyTorch CausalAttention %s: forward min %.0f ms median %.0f ms, backward min %.0f ms median %.0f ms"
+          % ("train" if train else "eval", fwd[0] * 1e3, fwd[len(fwd) // 2] * 1e3, bwd[0] * 1e3,
+             bwd[len(bwd) // 2] * 1e3))
+
+
 if __name__ == "__main__":
-    main()
+    if "--time" in sys.argv:
+        time_reference(train="eval" not in sys.argv)
+    else:
+        main()

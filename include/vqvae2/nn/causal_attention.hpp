@@ -257,7 +257,7 @@ void nchw_to_tokens(const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y) {
   const T* xp = x.data();
   T* yp = y.data();
   constexpr std::int64_t kTile = 32;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 4)
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t l0 = 0; l0 < L; l0 += kTile)
       for (std::int64_t c0 = 0; c0 < C; c0 += kTile)
@@ -273,7 +273,7 @@ void tokens_to_nchw(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>* b, Tensor<T, 
   const T* bp = b ? b->data() : nullptr;
   T* yp = y.data();
   constexpr std::int64_t kTile = 32;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 4)
   for (std::int64_t n = 0; n < B; ++n)
     for (std::int64_t c0 = 0; c0 < C; c0 += kTile)
       for (std::int64_t l0 = 0; l0 < L; l0 += kTile)
@@ -329,7 +329,9 @@ void causal_attention_forward(Context<Cpu>& ctx, const Tensor<T, Cpu>& q, const 
   std::uint64_t* keep = state.keep.data();
   const std::int64_t tasks = B * heads;
 
-#pragma omp parallel for schedule(static) num_threads(threads)
+  // One task per (batch, head); dynamic, so a thread the OS preempts does not hold the
+  // others at the barrier.
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (std::int64_t t = 0; t < tasks; ++t) {
     const std::int64_t b = t / heads, h = t % heads;
     T* S = ws + thread_id() * per_thread;
@@ -401,7 +403,7 @@ void causal_attention_backward(Context<Cpu>& ctx, const Tensor<T, Cpu>& q, const
   T* ws = state.scratch.data();
   const std::int64_t tasks = B * heads;
 
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (std::int64_t t = 0; t < tasks; ++t) {
     const std::int64_t b = t / heads, h = t % heads;
     T* P = ws + thread_id() * per_thread;
