@@ -294,6 +294,10 @@ TEST_CASE("CausalAttention: training draws fresh dropout masks, eval mode none; 
   const Tensor<float> train2 = att.forward(ctx, query, key).clone();
   CHECK(test::max_rel_error(train1, eval1) > 1e-3);
   CHECK(test::max_rel_error(train2, train1) > 1e-3);
+  // A second block initialised from the same generator draws another dropout stream.
+  nn::CausalAttention<float> other(4, 6, 16, 4, 0.5);
+  other.init(gen);
+  CHECK(other.generator().seed() != att.generator().seed());
 
   // A training step allocates nothing after the first: outputs and gradients keep their storage.
   Tensor<float> dy = random_as<float>(nchw(2, 16, 4, 4), 43);

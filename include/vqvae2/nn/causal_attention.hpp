@@ -469,10 +469,13 @@ class CausalAttention {
     VQVAE2_CHECK(dropout >= 0.0 && dropout < 1.0, "CausalAttention: dropout ", dropout, " is outside [0, 1).");
   }
 
+  // Also seeds the dropout stream from g, so that the attention blocks of a model,
+  // initialised one after another, draw independent masks.
   void init(Generator& g) {
     query_.init(g);
     key_.init(g);
     value_.init(g);
+    gen_.set_state(g.below(std::uint64_t{1} << 62), 0);
   }
 
   const TensorT& forward(Context<Device>& ctx, const TensorT& query, const TensorT& key) {
@@ -530,7 +533,7 @@ class CausalAttention {
     visit_child(value_, "value", f);
   }
 
-  // The dropout stream: each training forward reserves B*heads*L*L values of it.
+  // The dropout stream (seeded by init): each training forward reserves B*heads*L*L values of it.
   Generator& generator() { return gen_; }
   // Query rows per block of the core (a tuning knob; results do not depend on it).
   void set_row_block(std::int64_t rows) { row_block_ = rows; }
