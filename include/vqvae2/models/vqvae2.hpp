@@ -40,6 +40,9 @@ class Encoder {
     for (int i = 0; i < res_blocks; ++i)
       blocks_.push_back(std::make_unique<nn::ResBlock<T, Device>>(channels, res_channels));
   }
+  // The image encoder's first layer needs no input gradient: skipping it saves a
+  // full-resolution backward-data convolution per step.
+  void set_needs_input_grad(bool on) { down1_->set_needs_input_grad(on); }
   void init(Generator& g) {
     down1_->init(g);
     if (down2_) down2_->init(g);
@@ -142,7 +145,12 @@ class VQVAE2 {
         quantize_conv_b_(Config::embed_dim + Config::channels, Config::embed_dim, 1, 1, detail::point()),
         upsample_t_(Config::embed_dim, Config::embed_dim, 4, 4, detail::down2()),
         dec_(2 * Config::embed_dim, Config::in_channels, Config::channels, Config::res_blocks, Config::res_channels,
-             4) {}
+             4) {
+    enc_b_.set_needs_input_grad(false);  // images need no gradient; set_input_grad(true) to get one
+  }
+
+  // Whether backward() computes dL/dx (off by default: it costs a full-resolution convolution).
+  void set_input_grad(bool on) { enc_b_.set_needs_input_grad(on); }
 
   static std::string fingerprint() { return config_fingerprint<Config>(); }
 
@@ -175,7 +183,7 @@ class VQVAE2 {
   double commitment_bottom() const { return quantize_b_.commitment_loss(); }
 
   // Backward from dL/drecon; the commitment terms enter with `commitment_weight`.
-  // Returns dL/dx.
+  // Returns dL/dx when set_input_grad(true), else an empty tensor.
   const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& drecon, double commitment_weight) {
     return backward(ctx, drecon, commitment_weight, commitment_weight);
   }
