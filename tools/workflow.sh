@@ -7,6 +7,8 @@
 #
 # Environment: VQVAE2_MINUTES (training budget, default 9), VQVAE2_CONFIG (default small),
 # VQVAE2_BATCH (default 16), VQVAE2_RUN (output folder, default runs/<dataset>).
+# Dead-code restart (a code unused for 20 steps is re-seeded from the batch) keeps the
+# code books from collapsing onto one code early in training, which a short budget cannot afford.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${VQVAE2_BUILD_DIR:-$root/build}"
@@ -35,7 +37,7 @@ mkdir -p "$run"
 
 echo "workflow: training the '$config' VQ-VAE-2 on $data for $minutes minutes (batch $batch) -> $run"
 "$build/examples/vqvae2_train_vqvae" --data "$data" --out "$run" --config "$config" --batch "$batch" \
-  --minutes "$minutes" --epochs 100000 --resume auto
+  --minutes "$minutes" --epochs 100000 --resume auto --lr 1e-3 --dead-code-restart 20
 
 echo "workflow: reconstructing the test split"
 "$build/examples/vqvae2_reconstruct" --checkpoint "$run/checkpoint.bin" --data "$data" --split test \
