@@ -26,6 +26,20 @@ inline ops::ConvGeometry same3() { return ops::ConvGeometry::symmetric(1, 1); } 
 inline ops::ConvGeometry point() { return ops::ConvGeometry::symmetric(1, 0); }  // 1x1
 }  // namespace detail
 
+// Gradient buffers of the backward chains (docs/layers.md, Memory). An input
+// gradient inside an encoder or decoder is dead once the layer before has read
+// it, so two activation-sized buffers used alternately and one for the residual
+// branches' narrow gradients serve every layer. A module's returned gradient lies
+// in one of them: it is valid until the next backward of a module sharing them.
+template <class T, class Device>
+struct GradBuffers {
+  std::shared_ptr<Tensor<T, Device>> wide[2], narrow;
+  static GradBuffers make() {
+    return GradBuffers{{std::make_shared<Tensor<T, Device>>(), std::make_shared<Tensor<T, Device>>()},
+                       std::make_shared<Tensor<T, Device>>()};
+  }
+};
+
 // Encoder: stride 4 = two 4x4/2 convs (in -> ch/2 -> ch) then 3x3; stride 2 = one
 // 4x4/2 conv (in -> ch/2) then 3x3 to ch. Then residual blocks and a ReLU.
 template <class T, class Device>
@@ -39,6 +53,18 @@ class Encoder {
         std::make_unique<nn::Conv2d<T, Device>>(stride == 4 ? channels : channels / 2, channels, 3, 3, detail::same3());
     for (int i = 0; i < res_blocks; ++i)
       blocks_.push_back(std::make_unique<nn::ResBlock<T, Device>>(channels, res_channels));
+    set_grad_buffers(GradBuffers<T, Device>::make());
+  }
+  // Routes the input gradients through `b` (backward order: relu_out, blocks, conv,
+  // relu2, down2, relu1, down1): each layer writes the buffer its output gradient is
+  // not in, the ReLUs work in place.
+  void set_grad_buffers(const GradBuffers<T, Device>& b) {
+    int cur = 0;
+    relu_out_.set_input_grad_buffer(b.wide[cur]);
+    for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) (*it)->set_grad_buffers(b.wide[cur ^= 1], b.narrow);
+    conv_->set_input_grad_buffer(b.wide[cur ^= 1]);
+    if (down2_) down2_->set_input_grad_buffer(b.wide[cur ^= 1]);
+    down1_->set_input_grad_buffer(b.wide[cur ^= 1]);
   }
   // The image encoder's first layer needs no input gradient: skipping it saves a
   // full-resolution backward-data convolution per step.
@@ -49,19 +75,32 @@ class Encoder {
     conv_->init(g);
     for (auto& b : blocks_) b->init(g);
   }
+  // Every ReLU runs in place on the output before it (a conv's or a block's, read by nothing else).
   const Tensor<T, Device>& forward(Context<Device>& ctx, const Tensor<T, Device>& x) {
-    const Tensor<T, Device>* h = &relu1_.forward(ctx, down1_->forward(ctx, x));
-    if (down2_) h = &relu2_.forward(ctx, down2_->forward(ctx, *h));
-    h = &conv_->forward(ctx, *h);
-    for (auto& b : blocks_) h = &b->forward(ctx, *h);
-    return relu_out_.forward(ctx, *h);
+    down1_->forward(ctx, x);
+    const Tensor<T, Device>* h = &relu1_.forward_inplace(ctx, down1_->mutable_output());
+    if (down2_) {
+      down2_->forward(ctx, *h);
+      h = &relu2_.forward_inplace(ctx, down2_->mutable_output());
+    }
+    conv_->forward(ctx, *h);
+    Tensor<T, Device>* m = &conv_->mutable_output();
+    for (auto& b : blocks_) {
+      b->forward(ctx, *m);
+      m = &b->mutable_output();
+    }
+    return relu_out_.forward_inplace(ctx, *m);
   }
   const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& dy) {
     const Tensor<T, Device>* d = &relu_out_.backward(ctx, dy);
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) d = &(*it)->backward(ctx, *d);
-    d = &conv_->backward(ctx, *d);
-    if (down2_) d = &down2_->backward(ctx, relu2_.backward(ctx, *d));
-    return down1_->backward(ctx, relu1_.backward(ctx, *d));
+    conv_->backward(ctx, *d);
+    Tensor<T, Device>* g = &conv_->mutable_input_grad();
+    if (down2_) {
+      down2_->backward(ctx, relu2_.backward_inplace(ctx, *g));
+      g = &down2_->mutable_input_grad();
+    }
+    return down1_->backward(ctx, relu1_.backward_inplace(ctx, *g));
   }
   template <class F>
   void visit(F&& f) {
@@ -94,6 +133,15 @@ class Decoder {
     } else {
       up1_ = std::make_unique<nn::ConvTranspose2d<T, Device>>(channels, out, 4, 4, detail::down2());
     }
+    set_grad_buffers(GradBuffers<T, Device>::make());
+  }
+  // As Encoder::set_grad_buffers, in backward order up2, up1, blocks, conv.
+  void set_grad_buffers(const GradBuffers<T, Device>& b) {
+    int cur = 1;
+    if (up2_) up2_->set_input_grad_buffer(b.wide[cur ^= 1]);
+    up1_->set_input_grad_buffer(b.wide[cur ^= 1]);
+    for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) (*it)->set_grad_buffers(b.wide[cur ^= 1], b.narrow);
+    conv_->set_input_grad_buffer(b.wide[cur ^= 1]);
   }
   void init(Generator& g) {
     conv_->init(g);
@@ -101,17 +149,26 @@ class Decoder {
     up1_->init(g);
     if (up2_) up2_->init(g);
   }
+  // The ReLUs run in place, as in the Encoder.
   const Tensor<T, Device>& forward(Context<Device>& ctx, const Tensor<T, Device>& x) {
-    const Tensor<T, Device>* h = &conv_->forward(ctx, x);
-    for (auto& b : blocks_) h = &b->forward(ctx, *h);
-    h = &up1_->forward(ctx, relu_.forward(ctx, *h));
-    if (up2_) h = &up2_->forward(ctx, relu_up_.forward(ctx, *h));
+    conv_->forward(ctx, x);
+    Tensor<T, Device>* m = &conv_->mutable_output();
+    for (auto& b : blocks_) {
+      b->forward(ctx, *m);
+      m = &b->mutable_output();
+    }
+    const Tensor<T, Device>* h = &up1_->forward(ctx, relu_.forward_inplace(ctx, *m));
+    if (up2_) h = &up2_->forward(ctx, relu_up_.forward_inplace(ctx, up1_->mutable_output()));
     return *h;
   }
   const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& dy) {
     const Tensor<T, Device>* d = &dy;
-    if (up2_) d = &relu_up_.backward(ctx, up2_->backward(ctx, *d));
-    d = &relu_.backward(ctx, up1_->backward(ctx, *d));
+    if (up2_) {
+      up2_->backward(ctx, *d);
+      d = &relu_up_.backward_inplace(ctx, up2_->mutable_input_grad());
+    }
+    up1_->backward(ctx, *d);
+    d = &relu_.backward_inplace(ctx, up1_->mutable_input_grad());
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) d = &(*it)->backward(ctx, *d);
     return conv_->backward(ctx, *d);
   }
@@ -147,6 +204,13 @@ class VQVAE2 {
         dec_(2 * Config::embed_dim, Config::in_channels, Config::channels, Config::res_blocks, Config::res_channels,
              4) {
     enc_b_.set_needs_input_grad(false);  // images need no gradient; set_input_grad(true) to get one
+    // One set of gradient buffers for the whole backward (see backward()).
+    grads_ = GradBuffers<T, Device>::make();
+    enc_b_.set_grad_buffers(grads_);
+    enc_t_.set_grad_buffers(grads_);
+    dec_t_.set_grad_buffers(grads_);
+    dec_.set_grad_buffers(grads_);
+    quantize_conv_b_.set_input_grad_buffer(grads_.wide[0]);
   }
 
   // Whether backward() computes dL/dx (off by default: it costs a full-resolution convolution).
@@ -196,12 +260,21 @@ class VQVAE2 {
     dquant_t_.resize(dup_t.shape());
     dquant_t_.copy_from(dup_t);
     const auto& dz_b = quantize_b_.backward(ctx, cat_q_.grad_b(), static_cast<T>(weight_bottom));
-    cat_tb_.backward(ctx, quantize_conv_b_.backward(ctx, dz_b));
-    ops::add_inplace(dquant_t_, dec_t_.backward(ctx, cat_tb_.grad_a()));
+    // The four modules and quantize_conv_b share grads_: every gradient they return is
+    // consumed before the next of them runs backward. The concatenation's gradient is
+    // split here rather than by cat_tb_, straight into the tensors that need it:
+    // dec_t's part into wide[1] (free while quantize_conv_b's lies in wide[0]; the
+    // decoder reads it before writing wide[1]), enc_b's into denc_b_.
+    const auto& dcat = quantize_conv_b_.backward(ctx, dz_b);
+    const std::int64_t ct = Config::embed_dim;
+    Tensor<T, Device>& ddec_t = *grads_.wide[1];
+    ddec_t.resize(nchw(dcat.dim(0), ct, dcat.dim(2), dcat.dim(3)));
+    ops::extract_channels(dcat, 0, ddec_t);
+    denc_b_.resize(nchw(dcat.dim(0), dcat.dim(1) - ct, dcat.dim(2), dcat.dim(3)));
+    ops::extract_channels(dcat, ct, denc_b_);
+    ops::add_inplace(dquant_t_, dec_t_.backward(ctx, ddec_t));
     const auto& dz_t = quantize_t_.backward(ctx, dquant_t_, static_cast<T>(weight_top));
-    const auto& denc_b_top = enc_t_.backward(ctx, quantize_conv_t_.backward(ctx, dz_t));
-    denc_b_.resize(denc_b_top.shape());
-    ops::add(denc_b_top, cat_tb_.grad_b(), denc_b_);
+    ops::add_inplace(denc_b_, enc_t_.backward(ctx, quantize_conv_t_.backward(ctx, dz_t)));
     return enc_b_.backward(ctx, denc_b_);
   }
 
@@ -272,6 +345,7 @@ class VQVAE2 {
   nn::ChannelConcat<T, Device> cat_q_;
   Decoder<T, Device> dec_;
   Tensor<T, Device> dquant_t_, denc_b_;
+  GradBuffers<T, Device> grads_;
 };
 
 }  // namespace vqvae2::models

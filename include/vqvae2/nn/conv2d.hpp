@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cmath>
+#include <memory>
 #include <string_view>
+#include <utility>
 
 #include "vqvae2/nn/module.hpp"
 #include "vqvae2/ops/conv.hpp"
@@ -50,15 +52,17 @@ class Conv2d {
                  " does not match the forward output ", y_.shape().str(), ".");
     auto* db = has_bias_ ? &bias_.grad : nullptr;
     if (needs_input_grad_) {
-      dx_.resize(x_.shape());
-      ops::conv2d_backward(ctx, x_, weight_.value, dy, dx_, weight_.grad, db, geometry_, true);
+      Tensor<T, Device>& dx = grad_target();
+      VQVAE2_CHECK(&dy != &dx, "Conv2d: the output gradient is the input-gradient buffer it would overwrite.");
+      dx.resize(x_.shape());
+      ops::conv2d_backward(ctx, x_, weight_.value, dy, dx, weight_.grad, db, geometry_, true);
     } else {
       ops::conv2d_backward_weights(ctx, x_, dy, weight_.grad, db, geometry_, true);
     }
     // Drop the alias so the producer of x may reuse its buffer in the next step (resize()
     // reallocates storage that is still shared).
     x_ = Tensor<T, Device>();
-    return dx_;
+    return needs_input_grad_ ? grad_target() : dx_;
   }
 
   template <class F>
@@ -77,15 +81,28 @@ class Conv2d {
   int in_channels() const { return in_; }
   int out_channels() const { return out_; }
   const Tensor<T, Device>& output() const { return y_; }
-  const Tensor<T, Device>& input_grad() const { return dx_; }
+  const Tensor<T, Device>& input_grad() const { return grad_buffer_ && needs_input_grad_ ? *grad_buffer_ : dx_; }
+
+  // Memory savers (docs/layers.md, Memory). Backward reads neither the output nor
+  // the input gradient after writing it, so a sole consumer may overwrite them
+  // (in-place activation, residual sum into the output, activation backward into dx).
+  Tensor<T, Device>& mutable_output() { return y_; }
+  Tensor<T, Device>& mutable_input_grad() { return grad_target(); }
+  // backward() writes dL/dx into *buffer instead of a tensor of its own: a chain of
+  // layers whose input gradients are dead once consumed shares a few buffers
+  // (nullptr = own tensor again). The buffer must not be the output gradient.
+  void set_input_grad_buffer(std::shared_ptr<Tensor<T, Device>> buffer) { grad_buffer_ = std::move(buffer); }
 
  private:
+  Tensor<T, Device>& grad_target() { return grad_buffer_ ? *grad_buffer_ : dx_; }
+
   int in_, out_;
   ops::ConvGeometry geometry_;
   bool has_bias_;
   bool needs_input_grad_ = true;
   Parameter<T, Device> weight_, bias_;
   Tensor<T, Device> x_, y_, dx_;
+  std::shared_ptr<Tensor<T, Device>> grad_buffer_;
 };
 
 }  // namespace vqvae2::nn

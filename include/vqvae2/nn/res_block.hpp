@@ -1,5 +1,14 @@
 // VQ-VAE-2 residual block: x + conv1x1(relu(conv3x3(relu(x)))).
+//
+// Memory (docs/layers.md): the second ReLU runs in place on conv1's output, the
+// residual sum is written into conv2's output (the block's output), and backward
+// runs both ReLUs in place on the convolutions' input gradients and sums the skip
+// gradient into conv1's, so the block owns four activation-sized tensors instead
+// of ten. Chains share the gradient buffers through set_grad_buffers().
 #pragma once
+
+#include <memory>
+#include <utility>
 
 #include "vqvae2/nn/activation.hpp"
 #include "vqvae2/nn/conv2d.hpp"
@@ -20,19 +29,39 @@ class ResBlock {
     conv2_.init(g);
   }
 
+  // The output (conv2's output tensor) is valid until the next forward; a sole
+  // consumer may overwrite it through mutable_output().
   const Tensor<T, Device>& forward(Context<Device>& ctx, const Tensor<T, Device>& x) {
-    const auto& h = conv2_.forward(ctx, relu2_.forward(ctx, conv1_.forward(ctx, relu1_.forward(ctx, x))));
-    out_.resize(x.shape());
-    ops::add(h, x, out_);
-    return out_;
+    VQVAE2_CHECK(&x != &conv2_.output(),
+                 "ResBlock::forward: the input is the block's own output, which it overwrites.");
+    conv1_.forward(ctx, relu1_.forward(ctx, x));
+    conv2_.forward(ctx, relu2_.forward_inplace(ctx, conv1_.mutable_output()));
+    Tensor<T, Device>& out = conv2_.mutable_output();
+    expect_shape("ResBlock", out, x.shape());
+    ops::add_inplace(out, x);
+    return out;
   }
 
+  // Returns dL/dx in conv1's input-gradient tensor (the shared buffer when one is set).
   const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& dy) {
-    const auto& dx_branch = relu1_.backward(ctx, conv1_.backward(ctx, relu2_.backward(ctx, conv2_.backward(ctx, dy))));
-    dx_.resize(dy.shape());
-    ops::add(dx_branch, dy, dx_);
-    return dx_;
+    conv2_.backward(ctx, dy);
+    relu2_.backward_inplace(ctx, conv2_.mutable_input_grad());
+    VQVAE2_CHECK(&dy != &conv1_.mutable_input_grad(),
+                 "ResBlock::backward: the output gradient is the buffer the input gradient goes to.");
+    conv1_.backward(ctx, conv2_.mutable_input_grad());
+    Tensor<T, Device>& dx = relu1_.backward_inplace(ctx, conv1_.mutable_input_grad());
+    ops::add_inplace(dx, dy);
+    return dx;
   }
+
+  // dL/dx goes to *out, conv2's narrow input gradient to *narrow; both must differ
+  // from the output gradient backward receives (nullptr = own tensors).
+  void set_grad_buffers(std::shared_ptr<Tensor<T, Device>> out, std::shared_ptr<Tensor<T, Device>> narrow) {
+    conv1_.set_input_grad_buffer(std::move(out));
+    conv2_.set_input_grad_buffer(std::move(narrow));
+  }
+
+  Tensor<T, Device>& mutable_output() { return conv2_.mutable_output(); }
 
   template <class F>
   void visit(F&& f) {
@@ -43,7 +72,6 @@ class ResBlock {
  private:
   ReLU<T, Device> relu1_, relu2_;
   Conv2d<T, Device> conv1_, conv2_;
-  Tensor<T, Device> out_, dx_;
 };
 
 }  // namespace vqvae2::nn

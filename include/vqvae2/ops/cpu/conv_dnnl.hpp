@@ -73,6 +73,7 @@ class ScratchBuffer {
     }
     return ptr_.get();
   }
+  std::size_t capacity() const { return capacity_; }
 
  private:
   struct Free {
@@ -94,6 +95,9 @@ struct ConvPlan {
   std::unordered_map<int, dnnl::memory> args, reorder_args[3], accumulate_args;
   std::size_t scratch_bytes = 0;
   bool bias_is_output = false;
+  // Transposed-conv forward with bias: oneDNN 2.6 would book an output-sized scratchpad
+  // for it, so the primitive runs without bias and execute() adds it to the plain output.
+  bool bias_after = false;
   // Backward-weights with a top padding its AVX-512 kernel rejects (causal convs):
   // x is reordered into rows [shift_rows, shift_rows + h) of a zeroed taller buffer
   // and the primitive sees that much less top padding.
@@ -197,8 +201,8 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
       break;
     }
     case ConvOp::tfwd: {
-      auto d = k.bias ? dnnl::deconvolution_forward::desc(train, deconv_alg, ax, aw, ub, ay, strides, pl, pr)
-                      : dnnl::deconvolution_forward::desc(train, deconv_alg, ax, aw, ay, strides, pl, pr);
+      dnnl::deconvolution_forward::desc d(train, deconv_alg, ax, aw, ay, strides, pl, pr);
+      plan->bias_after = k.bias;
       dnnl::deconvolution_forward::primitive_desc pd(d, attr, eng);
       plan->prim = dnnl::deconvolution_forward(pd);
       plan->user_md[0] = ux, plan->user_md[1] = uw, plan->user_md[2] = uy;
@@ -274,7 +278,7 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
         dnnl::reorder(dnnl::reorder::primitive_desc(eng, plan->prim_md[2], eng, plan->user_md[2], acc_attr));
     plan->accumulate_args = {{DNNL_ARG_FROM, plan->prim_mem[2]}, {DNNL_ARG_TO, plan->user_mem[2]}};
   }
-  if (k.bias) {
+  if (k.bias && !plan->bias_after) {
     plan->bias_mem = memory(ub, eng, DNNL_MEMORY_NONE);
     plan->args[bias_arg] = plan->bias_mem;
   }
@@ -287,6 +291,9 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
 }
 
 inline constexpr int kSingleOpSlots[3] = {0, 1, 2};
+// A lone backward-weights (no input gradient) puts its activation-sized x and dy in
+// slots 0 and 2, which forward ops grow to that size anyway, so slot 1 stays weight-sized.
+inline constexpr int kWeightsOnlySlots[3] = {0, 2, 4};
 
 inline ConvPlan& plan_for(Context<Cpu>& ctx, const ConvKey& key) {
   ConvState& st = conv_state();
@@ -340,7 +347,7 @@ inline const void* execute(Context<Cpu>& ctx, const ConvKey& key, const float* i
   else if (p.bias_is_output)
     p.prim_mem[2].set_data_handle(out);
   float* bias_target = bias;
-  if (key.bias) {
+  if (key.bias && !p.bias_after) {
     if (p.bias_is_output && accumulate)
       bias_target = static_cast<float*>(st.bias.get(static_cast<std::size_t>(key.cout) * sizeof(float)));
     p.bias_mem.set_data_handle(bias_target);
@@ -357,6 +364,17 @@ inline const void* execute(Context<Cpu>& ctx, const ConvKey& key, const float* i
   strm.wait();
   if (key.bias && p.bias_is_output && accumulate)
     for (std::int64_t k = 0; k < key.cout; ++k) bias[k] += bias_target[k];
+  if (p.bias_after) {
+    // out is plain [n, cout, oh, ow]: one (image, channel) plane per iteration.
+    const std::int64_t plane = key.oh * key.ow, planes = key.n * key.cout;
+#pragma omp parallel for schedule(static) if (planes * plane >= 32768)
+    for (std::int64_t q = 0; q < planes; ++q) {
+      float* o = out + q * plane;
+      const float b = bias[q % key.cout];
+#pragma omp simd
+      for (std::int64_t i = 0; i < plane; ++i) o[i] += b;
+    }
+  }
   return p.prim_mem[0].get_data_handle();
 }
 
@@ -370,6 +388,14 @@ inline void execute_backward(Context<Cpu>& ctx, const ConvKey& data_key, const C
   const bool share = pd.reorder[0] && pw.reorder[1] && pd.prim_md[0] == pw.prim_md[1];
   static constexpr int weight_slots[3] = {2, 3, 4};
   execute(ctx, weights_key, x, dy, dw, db, accumulate, weight_slots, share ? dy_ready : nullptr);
+}
+
+// Bytes held by this thread's workspace (reorder slots, scratchpad), for memory reports.
+inline std::size_t workspace_bytes() {
+  const ConvState& st = conv_state();
+  std::size_t n = st.scratchpad.capacity() + st.bias.capacity();
+  for (const auto& s : st.slot) n += s.capacity();
+  return n;
 }
 
 // Drops this thread's cached primitives and workspace (e.g. after a shape change
@@ -399,7 +425,7 @@ inline void conv2d_backward_weights(Context<Cpu>& ctx, const Tensor<float, Cpu>&
                                     Tensor<float, Cpu>& dw, Tensor<float, Cpu>* db, const ConvGeometry& g,
                                     bool accumulate) {
   execute(ctx, conv_key(ConvOp::bwd_weights, x.shape(), dy.shape(), dw.dim(2), dw.dim(3), g, db != nullptr), x.data(),
-          dy.data(), dw.data(), db ? db->data() : nullptr, accumulate);
+          dy.data(), dw.data(), db ? db->data() : nullptr, accumulate, kWeightsOnlySlots);
 }
 inline void conv_transpose2d_forward(Context<Cpu>& ctx, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& w,
                                      const Tensor<float, Cpu>* b, Tensor<float, Cpu>& y, const ConvGeometry& g) {
@@ -415,7 +441,7 @@ inline void conv_transpose2d_backward_weights(Context<Cpu>& ctx, const Tensor<fl
                                               const Tensor<float, Cpu>& dy, Tensor<float, Cpu>& dw,
                                               Tensor<float, Cpu>* db, const ConvGeometry& g, bool accumulate) {
   execute(ctx, conv_key(ConvOp::tbwd_weights, x.shape(), dy.shape(), dw.dim(2), dw.dim(3), g, db != nullptr), x.data(),
-          dy.data(), dw.data(), db ? db->data() : nullptr, accumulate);
+          dy.data(), dw.data(), db ? db->data() : nullptr, accumulate, kWeightsOnlySlots);
 }
 
 // dx = backward-data and dw (+)= backward-weights of conv2d, sharing the reorder of dy.
