@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "configs.hpp"
 #include "vqvae2/core/io.hpp"
 #include "vqvae2/data/png.hpp"
 #include "vqvae2/metrics/ssim.hpp"
@@ -117,11 +118,7 @@ int main(int argc, char** argv) {
     VQVAE2_CHECK(!a.checkpoint.empty() && !a.data.empty(), "vqvae2_reconstruct: --checkpoint and --data are required.");
     if (a.out.empty()) a.out = (fs::path(a.checkpoint).parent_path() / ("reconstruct_" + a.split)).string();
     const std::string fingerprint = train::Checkpoint::load(a.checkpoint).fingerprint();
-    if (fingerprint == models::config_fingerprint<models::Oasis256>()) return run<models::Oasis256>(a);
-    if (fingerprint == models::config_fingerprint<models::Small>()) return run<models::Small>(a);
-    if (fingerprint == models::config_fingerprint<models::Tiny>()) return run<models::Tiny>(a);
-    vqvae2::fail("vqvae2_reconstruct: checkpoint '", a.checkpoint, "' is for configuration '", fingerprint,
-                 "', which this program does not know.");
+    return cli::with_config(fingerprint, true, [&]<class Config>() { return run<Config>(a); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nerror: %s\n", e.what());
     return 1;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "configs.hpp"
 #include "vqvae2/core/io.hpp"
 #include "vqvae2/train/schedule.hpp"
 #include "vqvae2/train/vqvae_trainer.hpp"
@@ -215,10 +216,7 @@ int main(int argc, char** argv) {
   try {
     if (!p.parse(argc, argv)) return 0;
     VQVAE2_CHECK(!a.data.empty(), "vqvae2_train_vqvae: --data is required (see --help).");
-    if (a.config == "oasis256") return run<models::Oasis256>(a);
-    if (a.config == "small") return run<models::Small>(a);
-    if (a.config == "tiny") return run<models::Tiny>(a);
-    vqvae2::fail("vqvae2_train_vqvae: unknown --config '", a.config, "' (oasis256, small or tiny).");
+    return cli::with_config(a.config, false, [&]<class Config>() { return run<Config>(a); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nerror: %s\n", e.what());
     return 1;

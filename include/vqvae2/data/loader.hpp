@@ -33,15 +33,7 @@ struct ByteToUnit {
   VQVAE2_HD T operator()(std::uint8_t v) const { return static_cast<T>(v) / static_cast<T>(127.5) - static_cast<T>(1); }
 };
 
-// The inverse, rounded and clipped to a byte (for writing reconstructions).
-template <class T>
-struct UnitToByte {
-  VQVAE2_HD std::uint8_t operator()(T x) const {
-    T v = (x + static_cast<T>(1)) * static_cast<T>(127.5) + static_cast<T>(0.5);
-    v = v < static_cast<T>(0) ? static_cast<T>(0) : (v > static_cast<T>(255) ? static_cast<T>(255) : v);
-    return static_cast<std::uint8_t>(v);
-  }
-};
+// The inverse (how a reconstruction becomes a saved byte) is metrics::unit_to_byte.
 
 // Writes images indices[0..count) of `set` into `out` as [count, 1, H, W] in [-1, 1].
 // `out` is resized, which reuses its storage once it has held a full batch.
