@@ -132,6 +132,8 @@ TEST_CASE("ResBlock equals relu -> conv3x3 -> relu -> conv1x1 plus skip, over tw
   }
   auto out_buf = std::make_shared<Tensor<float>>(), narrow = std::make_shared<Tensor<float>>();
   shared_block.set_grad_buffers(out_buf, narrow);
+  auto branch = std::make_shared<Tensor<float>>();
+  shared_block.set_branch_buffer(branch);
 
   const float* y_ptr = nullptr;
   const float* dx_ptr = nullptr;
@@ -141,7 +143,10 @@ TEST_CASE("ResBlock equals relu -> conv3x3 -> relu -> conv1x1 plus skip, over tw
     Tensor<float> y_ref(s);
     ops::add(c2.forward(ctx, r2.forward(ctx, c1.forward(ctx, r1.forward(ctx, x)))), x, y_ref);
     const auto& y = block.forward(ctx, x);
-    const auto& ys = shared_block.forward(ctx, x);
+    Tensor<float> stream = x.clone();
+    Tensor<float>& ys = shared_block.forward_inplace(ctx, stream);
+    CHECK(&ys == &stream);
+    CHECK(&shared_block.mutable_output() == branch.get());
     CHECK(max_diff(y, y_ref) <= 1e-6);
     CHECK(max_diff(ys, y_ref) <= 1e-6);
 
@@ -168,6 +173,7 @@ TEST_CASE("ResBlock equals relu -> conv3x3 -> relu -> conv1x1 plus skip, over tw
   Tensor<float> x = random_float(s, 30);
   const auto& y = block.forward(ctx, x);
   CHECK_THROWS_AS(block.forward(ctx, y), Error);  // its own output is what it overwrites
+  CHECK_THROWS_AS(shared_block.forward_inplace(ctx, *branch), Error);
   auto shared_dy = std::make_shared<Tensor<float>>(s);
   shared_block.set_grad_buffers(shared_dy, narrow);
   shared_block.forward(ctx, x);

@@ -31,11 +31,14 @@ inline ops::ConvGeometry point() { return ops::ConvGeometry::symmetric(1, 0); } 
 // it, so two activation-sized buffers used alternately and one for the residual
 // branches' narrow gradients serve every layer. A module's returned gradient lies
 // in one of them: it is valid until the next backward of a module sharing them.
+// `branch` is forward scratch: the residual blocks add their branch output to the
+// stream in place, after which it is dead.
 template <class T, class Device>
 struct GradBuffers {
-  std::shared_ptr<Tensor<T, Device>> wide[2], narrow;
+  std::shared_ptr<Tensor<T, Device>> wide[2], narrow, branch;
   static GradBuffers make() {
     return GradBuffers{{std::make_shared<Tensor<T, Device>>(), std::make_shared<Tensor<T, Device>>()},
+                       std::make_shared<Tensor<T, Device>>(),
                        std::make_shared<Tensor<T, Device>>()};
   }
 };
@@ -62,6 +65,7 @@ class Encoder {
     int cur = 0;
     relu_out_.set_input_grad_buffer(b.wide[cur]);
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) (*it)->set_grad_buffers(b.wide[cur ^= 1], b.narrow);
+    for (auto& blk : blocks_) blk->set_branch_buffer(b.branch);
     conv_->set_input_grad_buffer(b.wide[cur ^= 1]);
     if (down2_) down2_->set_input_grad_buffer(b.wide[cur ^= 1]);
     down1_->set_input_grad_buffer(b.wide[cur ^= 1]);
@@ -84,12 +88,9 @@ class Encoder {
       h = &relu2_.forward_inplace(ctx, down2_->mutable_output());
     }
     conv_->forward(ctx, *h);
-    Tensor<T, Device>* m = &conv_->mutable_output();
-    for (auto& b : blocks_) {
-      b->forward(ctx, *m);
-      m = &b->mutable_output();
-    }
-    return relu_out_.forward_inplace(ctx, *m);
+    Tensor<T, Device>& m = conv_->mutable_output();  // the residual stream
+    for (auto& b : blocks_) b->forward_inplace(ctx, m);
+    return relu_out_.forward_inplace(ctx, m);
   }
   const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& dy) {
     const Tensor<T, Device>* d = &relu_out_.backward(ctx, dy);
@@ -141,6 +142,7 @@ class Decoder {
     if (up2_) up2_->set_input_grad_buffer(b.wide[cur ^= 1]);
     up1_->set_input_grad_buffer(b.wide[cur ^= 1]);
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) (*it)->set_grad_buffers(b.wide[cur ^= 1], b.narrow);
+    for (auto& blk : blocks_) blk->set_branch_buffer(b.branch);
     conv_->set_input_grad_buffer(b.wide[cur ^= 1]);
   }
   void init(Generator& g) {
@@ -152,12 +154,9 @@ class Decoder {
   // The ReLUs run in place, as in the Encoder.
   const Tensor<T, Device>& forward(Context<Device>& ctx, const Tensor<T, Device>& x) {
     conv_->forward(ctx, x);
-    Tensor<T, Device>* m = &conv_->mutable_output();
-    for (auto& b : blocks_) {
-      b->forward(ctx, *m);
-      m = &b->mutable_output();
-    }
-    const Tensor<T, Device>* h = &up1_->forward(ctx, relu_.forward_inplace(ctx, *m));
+    Tensor<T, Device>& m = conv_->mutable_output();  // the residual stream
+    for (auto& b : blocks_) b->forward_inplace(ctx, m);
+    const Tensor<T, Device>* h = &up1_->forward(ctx, relu_.forward_inplace(ctx, m));
     if (up2_) h = &up2_->forward(ctx, relu_up_.forward_inplace(ctx, up1_->mutable_output()));
     return *h;
   }

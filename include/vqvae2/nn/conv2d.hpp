@@ -41,15 +41,17 @@ class Conv2d {
     VQVAE2_CHECK(x.rank() == 4 && x.dim(1) == in_, "Conv2d: input ", x.shape().str(), " does not have the ", in_,
                  " channels of weight ", weight_.shape().str(), ".");
     x_ = x;
-    ops::conv2d_forward(ctx, x, weight_.value, has_bias_ ? &bias_.value : nullptr, y_, geometry_);
-    return y_;
+    Tensor<T, Device>& y = out_target();
+    ops::conv2d_forward(ctx, x, weight_.value, has_bias_ ? &bias_.value : nullptr, y, geometry_);
+    y_shape_ = y.shape();
+    return y;
   }
 
   // Returns dL/dx (unless input gradients are switched off) and adds dL/dweight, dL/dbias into the grads.
   const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& dy) {
     VQVAE2_CHECK(x_.rank() == 4, "Conv2d: backward called without a forward.");
-    VQVAE2_CHECK(dy.shape() == y_.shape(), "Conv2d: output gradient ", dy.shape().str(),
-                 " does not match the forward output ", y_.shape().str(), ".");
+    VQVAE2_CHECK(dy.shape() == y_shape_, "Conv2d: output gradient ", dy.shape().str(),
+                 " does not match the forward output ", y_shape_.str(), ".");
     auto* db = has_bias_ ? &bias_.grad : nullptr;
     if (needs_input_grad_) {
       Tensor<T, Device>& dx = grad_target();
@@ -80,21 +82,25 @@ class Conv2d {
   const ops::ConvGeometry& geometry() const { return geometry_; }
   int in_channels() const { return in_; }
   int out_channels() const { return out_; }
-  const Tensor<T, Device>& output() const { return y_; }
+  const Tensor<T, Device>& output() const { return out_buffer_ ? *out_buffer_ : y_; }
   const Tensor<T, Device>& input_grad() const { return grad_buffer_ && needs_input_grad_ ? *grad_buffer_ : dx_; }
 
   // Memory savers (docs/layers.md, Memory). Backward reads neither the output nor
   // the input gradient after writing it, so a sole consumer may overwrite them
   // (in-place activation, residual sum into the output, activation backward into dx).
-  Tensor<T, Device>& mutable_output() { return y_; }
+  Tensor<T, Device>& mutable_output() { return out_target(); }
   Tensor<T, Device>& mutable_input_grad() { return grad_target(); }
   // backward() writes dL/dx into *buffer instead of a tensor of its own: a chain of
   // layers whose input gradients are dead once consumed shares a few buffers
   // (nullptr = own tensor again). The buffer must not be the output gradient.
   void set_input_grad_buffer(std::shared_ptr<Tensor<T, Device>> buffer) { grad_buffer_ = std::move(buffer); }
+  // forward() writes its output into *buffer: for an output that is dead once its
+  // consumer has read it (a residual branch added to the stream), shared by such layers.
+  void set_output_buffer(std::shared_ptr<Tensor<T, Device>> buffer) { out_buffer_ = std::move(buffer); }
 
  private:
   Tensor<T, Device>& grad_target() { return grad_buffer_ ? *grad_buffer_ : dx_; }
+  Tensor<T, Device>& out_target() { return out_buffer_ ? *out_buffer_ : y_; }
 
   int in_, out_;
   ops::ConvGeometry geometry_;
@@ -102,7 +108,8 @@ class Conv2d {
   bool needs_input_grad_ = true;
   Parameter<T, Device> weight_, bias_;
   Tensor<T, Device> x_, y_, dx_;
-  std::shared_ptr<Tensor<T, Device>> grad_buffer_;
+  std::shared_ptr<Tensor<T, Device>> grad_buffer_, out_buffer_;
+  Shape y_shape_;
 };
 
 }  // namespace vqvae2::nn

@@ -42,6 +42,17 @@ class ResBlock {
     return out;
   }
 
+  // x += branch(x): the output is x itself. x must not be read by anyone else's
+  // backward (a convolution's output or an earlier block's stream are not).
+  Tensor<T, Device>& forward_inplace(Context<Device>& ctx, Tensor<T, Device>& x) {
+    VQVAE2_CHECK(&x != &conv2_.output(), "ResBlock::forward_inplace: the input is the branch's own output buffer.");
+    conv1_.forward(ctx, relu1_.forward(ctx, x));
+    const auto& h = conv2_.forward(ctx, relu2_.forward_inplace(ctx, conv1_.mutable_output()));
+    expect_shape("ResBlock", h, x.shape());
+    ops::add_inplace(x, h);
+    return x;
+  }
+
   // Returns dL/dx in conv1's input-gradient tensor (the shared buffer when one is set).
   const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& dy) {
     conv2_.backward(ctx, dy);
@@ -60,6 +71,10 @@ class ResBlock {
     conv1_.set_input_grad_buffer(std::move(out));
     conv2_.set_input_grad_buffer(std::move(narrow));
   }
+
+  // The branch output (conv2's) goes to *buffer: with forward_inplace it is dead once
+  // added, so the blocks of a model share one.
+  void set_branch_buffer(std::shared_ptr<Tensor<T, Device>> buffer) { conv2_.set_output_buffer(std::move(buffer)); }
 
   Tensor<T, Device>& mutable_output() { return conv2_.mutable_output(); }
 
