@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def ours(binary, batch, min_time):
-    out = subprocess.run([binary, "--benchmark_filter=BM_VQVAE2_TrainStep<vqvae2::models::Oasis256>/%d/256$" % batch,
+    out = subprocess.run([binary, "--benchmark_filter=Oasis256>/%d/256/" % batch,
                           "--benchmark_format=json", "--benchmark_min_time=%g" % min_time],
                          check=True, capture_output=True, text=True, env={"OMP_NUM_THREADS": "2", "PATH": "/usr/bin"})
     b = json.loads(out.stdout)["benchmarks"][0]
