@@ -30,11 +30,15 @@ std::shared_ptr<data::ImageSet> synthetic_set(int count, int size) {
 
 // Runs `steps` training steps the way the training program does, starting at the trainer's position.
 template <class Trainer>
-std::vector<double> run_steps(Trainer& trainer, data::BatchLoader<float>& loader, int steps) {
+std::vector<double> run_steps(Trainer& trainer, data::BatchLoader<float>& loader, int steps,
+                              std::size_t* restarts = nullptr) {
   std::vector<double> losses;
   loader.seek(trainer.position.epoch, trainer.position.batch);
   for (int s = 0; s < steps; ++s) {
     losses.push_back(trainer.step(loader.next()).loss);
+    if (restarts)
+      *restarts += trainer.model().quantizer_top().restarted_codes().size() +
+                   trainer.model().quantizer_bottom().restarted_codes().size();
     if (++trainer.position.batch == loader.batches_per_epoch()) {
       ++trainer.position.epoch;
       trainer.position.batch = 0;
@@ -57,12 +61,14 @@ TEST_CASE("A resumed run continues exactly where it stopped (same losses as an u
   lo.seed = 9;
   train::VQVAETrainOptions opt;
   opt.lr = 1e-3;
-  opt.dead_code_restart = 0;
+  opt.dead_code_restart = 2;  // restarts happen (16 codes, tiny batches): their state must resume too
 
   Context<Cpu> ctx(2);
   train::VQVAETrainer<models::Tiny> straight(ctx, opt);
   data::BatchLoader<float> loader_a(set, lo);
-  std::vector<double> expected = run_steps(straight, loader_a, 8);  // crosses two epoch boundaries
+  std::size_t restarts = 0;
+  std::vector<double> expected = run_steps(straight, loader_a, 8, &restarts);  // crosses two epoch boundaries
+  CHECK(restarts > 0);
 
   train::VQVAETrainer<models::Tiny> first(ctx, opt);
   data::BatchLoader<float> loader_b(set, lo);

@@ -4,6 +4,7 @@
 // The example programs add the command line, progress bar and pictures.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -114,6 +115,10 @@ class VQVAETrainer {
     c.set_u64("rng_seed", gen_.seed());
     c.set_u64("rng_offset", gen_.offset());
     c.set_f64("lr", adam_.lr());
+    for (auto [name, q] : quantizers()) {
+      c.set_u64(name + ".restart_seed", q->restart_generator().seed());
+      c.set_u64(name + ".restart_offset", q->restart_generator().offset());
+    }
     c.add_module(model_);
     BufferView buffers{model_};
     c.add_module(buffers, "buffers");
@@ -133,7 +138,9 @@ class VQVAETrainer {
     BufferView buffers{model_};
     VQVAE2_CHECK(c.fingerprint() == Model::fingerprint(), "Checkpoint '", path, "' was written for configuration '",
                  c.fingerprint(), "' but this model is '", Model::fingerprint(), "'.");
-    for (const char* key : {"step", "loader_epoch", "loader_batch", "rng_seed", "rng_offset", "lr"})
+    for (std::string key :
+         {"step", "loader_epoch", "loader_batch", "rng_seed", "rng_offset", "lr", "quantize_t.restart_seed",
+          "quantize_t.restart_offset", "quantize_b.restart_seed", "quantize_b.restart_offset"})
       VQVAE2_CHECK(c.has_meta(key), "Checkpoint '", path, "' lacks the training state '", key, "'.");
     for (const char* key : {"history.steps", "history.epochs"})
       VQVAE2_CHECK(c.has_tensor(key), "Checkpoint '", path, "' lacks the tensor '", key, "'.");
@@ -152,11 +159,17 @@ class VQVAETrainer {
     position.epoch = static_cast<std::int64_t>(c.get_u64("loader_epoch"));
     position.batch = static_cast<std::int64_t>(c.get_u64("loader_batch"));
     gen_.set_state(c.get_u64("rng_seed"), c.get_u64("rng_offset"));
+    for (auto [name, q] : quantizers())
+      q->restart_generator().set_state(c.get_u64(name + ".restart_seed"), c.get_u64(name + ".restart_offset"));
     unpack_steps(c.get_tensor<double>("history.steps"));
     unpack_epochs(c.get_tensor<double>("history.epochs"));
   }
 
  private:
+  std::array<std::pair<std::string, typename Model::Quantizer*>, 2> quantizers() {
+    return {{{"quantize_t", &model_.quantizer_top()}, {"quantize_b", &model_.quantizer_bottom()}}};
+  }
+
   // Presents the quantisers' code books as parameters so checkpoints can walk them.
   struct BufferView {
     Model& model;

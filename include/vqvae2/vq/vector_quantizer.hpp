@@ -320,12 +320,15 @@ class VectorQuantizer {
   // EMA code books have no gradient parameters.
   template <class F>
   void visit(F&&) {}
-  // Checkpoint state: f(name, Tensor<Acc, Device>&) for "embed", "cluster_size", "embed_avg".
+  // Checkpoint state: f(name, Tensor&) for "embed", "cluster_size", "embed_avg" (Acc) and
+  // "unused_steps" (int32); the restart generator's state is restart_generator().
   template <class F>
   void visit_buffers(F&& f) {
     f(std::string_view("embed"), embed_);
     f(std::string_view("cluster_size"), cluster_size_);
     f(std::string_view("embed_avg"), embed_avg_);
+    // Dead-code restart state, so a resumed run restarts the same codes at the same steps.
+    f(std::string_view("unused_steps"), unused_steps_);
   }
   Tensor<Acc, Device>& embed() { return embed_; }
   Tensor<Acc, Device>& cluster_size() { return cluster_size_; }
