@@ -44,13 +44,13 @@ void write_logs(const Args& a, const Trainer& t) {
   }
   io::write_file_atomic((fs::path(a.out) / "loss_steps.csv").string(), steps.str());
   std::ostringstream epochs;
-  epochs << "epoch,train_loss,train_mse,val_loss,val_mse,seconds\n";
+  epochs << "epoch,end_step,train_loss,train_mse,val_loss,val_mse,seconds\n";
   const auto& eh = t.epoch_history();
-  viz::Series train{"train loss", {}, {}}, val{"validation loss", {}, {}}, smooth{"train loss (per 20 steps)", {}, {}};
+  viz::Series val{"validation loss", {}, {}}, smooth{"train loss (per 20 steps)", {}, {}};
   for (std::size_t i = 0; i < eh.size(); ++i) {
     const auto& e = eh[i];
-    epochs << i + 1 << ',' << e.train_loss << ',' << e.train_mse << ',' << e.val_loss << ',' << e.val_mse << ','
-           << e.seconds << '\n';
+    epochs << i + 1 << ',' << e.end_step << ',' << e.train_loss << ',' << e.train_mse << ',' << e.val_loss << ','
+           << e.val_mse << ',' << e.seconds << '\n';
   }
   io::write_file_atomic((fs::path(a.out) / "loss_epochs.csv").string(), epochs.str());
   // Curves by step: the train loss averaged over 20-step windows, validation at each epoch end.
@@ -61,12 +61,9 @@ void write_logs(const Args& a, const Trainer& t) {
     smooth.x.push_back(static_cast<double>(i + window));
     smooth.y.push_back(m / window);
   }
-  std::size_t steps_so_far = 0;
-  const std::size_t per_epoch = eh.empty() ? 0 : sh.size() / eh.size();
   for (std::size_t i = 0; i < eh.size(); ++i) {
-    steps_so_far += per_epoch;
     if (std::isfinite(eh[i].val_loss)) {
-      val.x.push_back(static_cast<double>(steps_so_far));
+      val.x.push_back(static_cast<double>(eh[i].end_step));
       val.y.push_back(eh[i].val_loss);
     }
   }
@@ -77,7 +74,9 @@ void write_logs(const Args& a, const Trainer& t) {
   viz::PlotOptions po;
   po.title = "VQ-VAE-2 (" + a.config + ") loss";
   po.x_label = "step";
-  po.y_label = "loss (MSE + 0.25 commitment)";
+  char y_label[64];
+  std::snprintf(y_label, sizeof y_label, "loss (MSE + %g commitment)", a.commitment);
+  po.y_label = y_label;
   po.log_y = true;
   viz::write_plot_png((fs::path(a.out) / "loss_curve.png").string(), series, po);
 }

@@ -255,9 +255,10 @@ class VQVAE2 {
   const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& drecon, double weight_top,
                                     double weight_bottom) {
     cat_q_.backward(ctx, dec_.backward(ctx, drecon));
-    const auto& dup_t = upsample_t_.backward(ctx, cat_q_.grad_a());
-    dquant_t_.resize(dup_t.shape());
-    dquant_t_.copy_from(dup_t);
+    upsample_t_.backward(ctx, cat_q_.grad_a());
+    // upsample_t_ runs no other backward this step, so its input-gradient buffer can
+    // collect the top codes' second path (through dec_t) without a copy.
+    Tensor<T, Device>& dquant_t = upsample_t_.mutable_input_grad();
     const auto& dz_b = quantize_b_.backward(ctx, cat_q_.grad_b(), static_cast<T>(weight_bottom));
     // The four modules and quantize_conv_b share grads_: every gradient they return is
     // consumed before the next of them runs backward. The concatenation's gradient is
@@ -271,8 +272,8 @@ class VQVAE2 {
     ops::extract_channels(dcat, 0, ddec_t);
     denc_b_.resize(nchw(dcat.dim(0), dcat.dim(1) - ct, dcat.dim(2), dcat.dim(3)));
     ops::extract_channels(dcat, ct, denc_b_);
-    ops::add_inplace(dquant_t_, dec_t_.backward(ctx, ddec_t));
-    const auto& dz_t = quantize_t_.backward(ctx, dquant_t_, static_cast<T>(weight_top));
+    ops::add_inplace(dquant_t, dec_t_.backward(ctx, ddec_t));
+    const auto& dz_t = quantize_t_.backward(ctx, dquant_t, static_cast<T>(weight_top));
     ops::add_inplace(denc_b_, enc_t_.backward(ctx, quantize_conv_t_.backward(ctx, dz_t)));
     return enc_b_.backward(ctx, denc_b_);
   }
@@ -343,7 +344,7 @@ class VQVAE2 {
   nn::ConvTranspose2d<T, Device> upsample_t_;
   nn::ChannelConcat<T, Device> cat_q_;
   Decoder<T, Device> dec_;
-  Tensor<T, Device> dquant_t_, denc_b_;
+  Tensor<T, Device> denc_b_;
   GradBuffers<T, Device> grads_;
 };
 

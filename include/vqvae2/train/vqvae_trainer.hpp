@@ -35,13 +35,14 @@ struct VQVAEStepStats {
 // One row of the per-epoch history.
 struct VQVAEEpochStats {
   double train_loss = 0, train_mse = 0, val_loss = NAN, val_mse = NAN, seconds = 0;
+  std::int64_t end_step = 0;  // optimiser steps done when the epoch ended
 };
 
 template <class Config, class T = float>
 class VQVAETrainer {
  public:
   using Model = models::VQVAE2<T, Cpu, Config>;
-  static constexpr int kEpochColumns = 5;
+  static constexpr int kEpochColumns = 6;
 
   VQVAETrainer(Context<Cpu>& ctx, const VQVAETrainOptions& opt)
       : ctx_(ctx), opt_(opt), gen_(opt.seed), adam_(model_, AdamOptions{opt.lr}) {
@@ -57,7 +58,11 @@ class VQVAETrainer {
   std::int64_t step_count() const { return adam_.step_count(); }
   const std::vector<VQVAEStepStats>& step_history() const { return steps_; }
   const std::vector<VQVAEEpochStats>& epoch_history() const { return epochs_; }
-  void add_epoch(const VQVAEEpochStats& e) { epochs_.push_back(e); }
+  // Records a finished epoch; its end_step is the current step count.
+  void add_epoch(VQVAEEpochStats e) {
+    e.end_step = adam_.step_count();
+    epochs_.push_back(e);
+  }
   // Where the next batch comes from; stored in checkpoints.
   data::LoaderPosition position;
 
@@ -88,6 +93,7 @@ class VQVAETrainer {
 
   // Mean loss and MSE over a whole image set in evaluation mode (code books fixed).
   std::pair<double, double> evaluate(const data::ImageSet& set, std::int64_t batch) {
+    const bool was_training = ctx_.training;
     ctx_.training = false;
     data::SequentialBatches<T> batches(set, batch);
     double mse_sum = 0, loss_sum = 0;
@@ -101,7 +107,7 @@ class VQVAETrainer {
       loss_sum += l * static_cast<double>(x.dim(0));
       images += x.dim(0);
     }
-    ctx_.training = true;
+    ctx_.training = was_training;
     return {loss_sum / static_cast<double>(images), mse_sum / static_cast<double>(images)};
   }
 
@@ -213,7 +219,8 @@ class VQVAETrainer {
     Tensor<double, Cpu> t(Shape{static_cast<std::int64_t>(epochs_.size()), kEpochColumns});
     for (std::size_t i = 0; i < epochs_.size(); ++i) {
       const auto& e = epochs_[i];
-      double row[kEpochColumns] = {e.train_loss, e.train_mse, e.val_loss, e.val_mse, e.seconds};
+      double row[kEpochColumns] = {e.train_loss, e.train_mse, e.val_loss,
+                                   e.val_mse,    e.seconds,   static_cast<double>(e.end_step)};
       for (int j = 0; j < kEpochColumns; ++j) t[static_cast<std::int64_t>(i) * kEpochColumns + j] = row[j];
     }
     return t;
@@ -222,7 +229,7 @@ class VQVAETrainer {
     epochs_.clear();
     for (std::int64_t i = 0; i < t.dim(0); ++i) {
       const double* r = t.data() + i * kEpochColumns;
-      epochs_.push_back({r[0], r[1], r[2], r[3], r[4]});
+      epochs_.push_back({r[0], r[1], r[2], r[3], r[4], static_cast<std::int64_t>(r[5])});
     }
   }
 

@@ -30,6 +30,13 @@ void check_same(const char* where, const char* what, const Shape& got, const Sha
   VQVAE2_CHECK(got == expected, where, ": ", what, " has shape ", got.str(), " but the input and weight imply ",
                expected.str(), ".");
 }
+// An empty batch contributes nothing: weight gradients are cleared, or left as they are when accumulating.
+template <class T, class D>
+void clear_unless_accumulating(Tensor<T, D>& dw, Tensor<T, D>* db, bool accumulate) {
+  if (accumulate) return;
+  dw.zero();
+  if (db) db->zero();
+}
 template <class T>
 constexpr bool use_dnnl_v = VQVAE2_CONV_DNNL&& std::is_same_v<T, float>;
 }  // namespace detail
@@ -78,13 +85,7 @@ void conv2d_backward_weights(Context<Cpu>& ctx, const Tensor<T, Cpu>& x, const T
   detail::check_bias("conv2d_backward_weights", static_cast<const Tensor<T, Cpu>*>(db), dw.dim(0));
 #if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
-    if (dy.numel() == 0) {
-      if (!accumulate) {
-        dw.zero();
-        if (db) db->zero();
-      }
-      return;
-    }
+    if (dy.numel() == 0) return detail::clear_unless_accumulating(dw, db, accumulate);
     onednn::conv2d_backward_weights(ctx, x, dy, dw, db, g, accumulate);
   } else
 #endif
@@ -140,13 +141,7 @@ void conv_transpose2d_backward_weights(Context<Cpu>& ctx, const Tensor<T, Cpu>& 
   detail::check_bias("conv_transpose2d_backward_weights", static_cast<const Tensor<T, Cpu>*>(db), dw.dim(1));
 #if VQVAE2_CONV_DNNL
   if constexpr (detail::use_dnnl_v<T>) {
-    if (dy.numel() == 0) {
-      if (!accumulate) {
-        dw.zero();
-        if (db) db->zero();
-      }
-      return;
-    }
+    if (dy.numel() == 0) return detail::clear_unless_accumulating(dw, db, accumulate);
     onednn::conv_transpose2d_backward_weights(ctx, x, dy, dw, db, g, accumulate);
   } else
 #endif
