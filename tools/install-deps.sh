@@ -8,7 +8,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(
   build-essential cmake pkg-config
-  libeigen3-dev libdnnl-dev libomp-dev libstb-dev libnifti2-dev zlib1g-dev
+  libeigen3-dev libdnnl-dev ocl-icd-opencl-dev libomp-dev libstb-dev libnifti2-dev zlib1g-dev
   doctest-dev libbenchmark-dev
   mricron-data
 )
