@@ -21,9 +21,20 @@ for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "install-deps: installing ${missing[*]}"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # apt's and dpkg's thousands of lines go to a log; its tail is shown when a step fails.
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: the Debian packages ${missing[*]} are missing and installing them needs root (there is no sudo): run 'apt-get install ${missing[*]}' as root." >&2
+    exit 1
+  fi
+  log="${TMPDIR:-/tmp}/vqvae2-install-deps.log"
+  echo "install-deps: installing ${missing[*]} (log: $log)"
+  if ! { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
+    --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "install-deps: apt-get failed (full log: $log)." >&2
+    exit 1
+  fi
+  echo "install-deps: done"
 else
   echo "install-deps: all packages present"
 fi
