@@ -41,13 +41,21 @@ inline TensorD random_tensor(const Shape& s, std::uint64_t seed, double lo = -1.
   return t;
 }
 
+// What one check saw for one target: how many elements it compared and how many of
+// them had a numeric gradient above 100 atol (a test can assert a path was live).
+struct GradTargetStats {
+  std::string name;
+  std::int64_t checked = 0, nonzero = 0;
+};
+
 // forward(): runs the computation from the current target values and returns the output.
 // backward(dy): runs the backward pass; afterwards every target's grad holds dL/dvalue.
 // Targets may be bound lazily by make_targets(), called after the first backward so that
 // layer-owned input-gradient tensors exist.
-inline void check_gradients(const std::function<TensorD()>& forward, const std::function<void(const TensorD&)>& backward,
-                            const std::function<std::vector<GradTarget>()>& make_targets,
-                            const GradCheckOptions& opt = {}) {
+inline std::vector<GradTargetStats> check_gradients(const std::function<TensorD()>& forward,
+                                                    const std::function<void(const TensorD&)>& backward,
+                                                    const std::function<std::vector<GradTarget>()>& make_targets,
+                                                    const GradCheckOptions& opt = {}) {
   TensorD out = forward();
   TensorD probe = random_tensor(out.shape(), 977);
   auto loss = [&](const TensorD& o) {
@@ -64,8 +72,10 @@ inline void check_gradients(const std::function<TensorD()>& forward, const std::
                     " differs from value shape ", t.value.shape().str());
     analytic.push_back(t.grad.clone());
   }
+  std::vector<GradTargetStats> stats;
   for (std::size_t k = 0; k < targets.size(); ++k) {
     auto& t = targets[k];
+    GradTargetStats& st = stats.emplace_back(GradTargetStats{t.name});
     std::int64_t n = t.value.numel();
     std::int64_t step = std::max<std::int64_t>(1, n / opt.max_elements);
     for (std::int64_t i = (n > opt.max_elements ? (k * 7) % step : 0); i < n; i += step) {
@@ -80,9 +90,12 @@ inline void check_gradients(const std::function<TensorD()>& forward, const std::
       double tol = opt.atol + opt.rtol * std::max(std::abs(numeric), std::abs(a));
       INFO(t.name, "[", i, "] analytic ", a, " numeric ", numeric);
       CHECK(std::abs(a - numeric) <= tol);
+      ++st.checked;
+      st.nonzero += std::abs(numeric) > 100 * opt.atol;
     }
   }
   forward();  // leave the layer in the state of the unperturbed values
+  return stats;
 }
 
 }  // namespace vqvae2::test

@@ -133,6 +133,13 @@ class VectorQuantizer {
   int dead_code_restart() const { return restart_after_; }
   Generator& restart_generator() { return restart_gen_; }
 
+  // Test hook: forward outputs z itself instead of q (code assignment, residual z - q,
+  // commitment and EMA update are unchanged). The output is then the identity of z,
+  // so the straight-through backward is the exact gradient and finite differences
+  // can check a whole model's backward (tests/support/model_gradcheck.hpp).
+  void set_pass_through(bool on) { pass_through_ = on; }
+  bool pass_through() const { return pass_through_; }
+
   // z: [N, EmbedDim, H, W]. Returns q (same shape); indices(), commitment_loss(),
   // code_usage() and perplexity() describe this batch. ctx.training applies the EMA update.
   // Backward needs z - q, which is stored rather than an alias of z: an alias would pin
@@ -229,7 +236,7 @@ class VectorQuantizer {
           const Acc* row = emb + d * NumCodes;
           for (std::int64_t i = 0; i < len; ++i) {
             const Acc e = row[idx[i]];
-            qn[d * HW + i] = static_cast<T>(e);
+            qn[d * HW + i] = pass_through_ ? zn[d * HW + i] : static_cast<T>(e);
             rn[d * HW + i] = static_cast<T>(xc[i * EmbedDim + d] - e);
           }
         }
@@ -483,6 +490,7 @@ class VectorQuantizer {
   Tensor<std::int32_t, Cpu> unused_steps_;
   std::vector<std::int32_t> restarted_;
   int restart_after_ = 0;
+  bool pass_through_ = false;
   Generator restart_gen_{0x7E57A87ULL};
 
   Tensor<T, Device> out_, residual_, dz_, lookup_out_;
