@@ -7,6 +7,7 @@
 #include "vqvae2/core/io.hpp"
 #include "vqvae2/core/rng.hpp"
 #include "vqvae2/core/tensor.hpp"
+#include "vqvae2/data/code_file.hpp"
 #include "vqvae2/data/image_folder.hpp"
 #include "vqvae2/data/loader.hpp"
 #include "vqvae2/data/nifti_import.hpp"
