@@ -3,6 +3,10 @@
 // name bytes, u32 rank, rank x i64 dims, numel x f64 data.
 #pragma once
 
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -67,16 +71,43 @@ class Golden {
   std::map<std::string, Tensor<double>> arrays_;
 };
 
-// max |a - b| / max(1, |b|) style check: relative to the golden's magnitude.
+// max |a - b| / max |b|: relative to the golden's largest entry, so entries far below it
+// are barely checked. Compare goldens with check_close; this remains for comparisons of
+// two implementations where only the scale matters. Shapes must agree, not only counts.
 template <class A, class B>
 double max_rel_error(const Tensor<A>& a, const Tensor<B>& b) {
-  VQVAE2_CHECK(a.numel() == b.numel(), "max_rel_error: ", a.shape().str(), " vs ", b.shape().str(), ".");
+  VQVAE2_CHECK(a.shape() == b.shape(), "max_rel_error: ", a.shape().str(), " vs ", b.shape().str(), ".");
   double scale = 0, err = 0;
   for (std::int64_t i = 0; i < b.numel(); ++i) scale = std::max(scale, std::abs(static_cast<double>(b[i])));
   scale = std::max(scale, 1e-12);
   for (std::int64_t i = 0; i < b.numel(); ++i)
     err = std::max(err, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])) / scale);
   return err;
+}
+
+// Per-element comparison (the rule for goldens, docs/layers.md): every element must satisfy
+//   |a - b| <= atol + rtol |b|   and   |a - b| <= rtol max|b|,
+// the second keeping it at least as strict as max_rel_error(a, b) < rtol. Shapes must be
+// equal. One CHECK per tensor; on failure it names the count of bad elements and the worst.
+template <class A, class B>
+void check_close(const Tensor<A>& a, const Tensor<B>& b, double atol, double rtol, const std::string& what) {
+  INFO(what);
+  REQUIRE_MESSAGE(a.shape() == b.shape(), what, ": shape ", a.shape().str(), " differs from the golden's ",
+                  b.shape().str());
+  double scale = 0;
+  for (std::int64_t i = 0; i < b.numel(); ++i) scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  std::int64_t bad = 0, worst = 0;
+  double worst_ratio = 0;
+  for (std::int64_t i = 0; i < b.numel(); ++i) {
+    const double bi = static_cast<double>(b[i]), err = std::abs(static_cast<double>(a[i]) - bi);
+    const double bound = std::min(atol + rtol * std::abs(bi), rtol * scale);
+    const double ratio = bound > 0 ? err / bound : (err > 0 ? HUGE_VAL : 0.0);
+    if (!(err <= bound)) ++bad;
+    if (!(ratio <= worst_ratio)) worst_ratio = ratio, worst = i;
+  }
+  CHECK_MESSAGE(bad == 0, what, ": ", bad, " of ", b.numel(), " elements outside atol ", atol, " + rtol ", rtol,
+                " |golden|; worst at flat index ", worst, ": got ", static_cast<double>(a[worst]), ", golden ",
+                static_cast<double>(b[worst]), " (", worst_ratio, " x the bound)");
 }
 
 }  // namespace vqvae2::test
