@@ -11,8 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "support/skip.hpp"
 #include "vqvae2/data/image_folder.hpp"
 #include "vqvae2/data/loader.hpp"
+#include "vqvae2/data/nifti_import.hpp"
 #include "vqvae2/data/png.hpp"
 
 using namespace vqvae2;
@@ -353,11 +355,44 @@ TEST_CASE("SequentialBatches visits every image once, in order, with a short las
   CHECK(seq.first() == 0);
 }
 
-TEST_CASE("Real OASIS-layout slices from the shared data load as 256x256 greyscale") {
+TEST_CASE("Real slices imported from ch2bet.nii.gz load as 256x256 greyscale batches (needs mricron-data)") {
+  // The same checks as the shared-data case below, on slices this machine can make: the
+  // project's importer turns Debian's ch2bet T1 brain into the OASIS layout.
+  const fs::path input = "/usr/share/mricron/templates/ch2bet.nii.gz";
+  if (!fs::exists(input)) {
+    test::skip_test(input.string() + " is not installed (Debian package mricron-data, tools/install-deps.sh)");
+    return;
+  }
+  fs::path root = fresh_dir("ch2bet");
+  NiftiImportOptions opt;
+  opt.prefix = "case_901";
+  const NiftiImportReport rep = import_nifti(input, root, opt);
+  REQUIRE(rep.train == 104);
+  ImageSet val = load_oasis_split(root, "validate");
+  CHECK(val.count == static_cast<std::int64_t>(list_pngs(oasis_split_folder(root, "validate")).size()));
+  CHECK(val.count == 13);
+  CHECK(val.width == 256);
+  CHECK(val.height == 256);
+  for (std::int64_t i = 0; i < val.count; ++i) {
+    CHECK(val.image(i)[0] == 0);
+    CHECK(*std::max_element(val.image(i), val.image(i) + val.image_bytes()) > 100);
+  }
+  auto train = std::make_shared<const ImageSet>(load_oasis_split(root, "train"));
+  CHECK(train->count == 104);
+  CHECK(train->names.front() == "case_901_slice_0.png");
+  BatchLoader<float> loader(train, LoaderOptions{.batch_size = 16, .seed = 1});
+  const Tensor<float>& x = loader.next();
+  CHECK(x.shape() == nchw(16, 1, 256, 256));
+  CHECK(*std::min_element(x.begin(), x.end()) == -1.0f);
+  CHECK(*std::max_element(x.begin(), x.end()) <= 1.0f);
+  CHECK(*std::max_element(x.begin(), x.end()) > 0.0f);
+}
+
+TEST_CASE("Real OASIS-layout slices from the shared data load as 256x256 greyscale (needs ../shared/data)") {
   fs::path kaggle = fs::path(VQVAE2_SHARED_DATA_DIR) / "kaggle_alz_mri_nondemented_oasislike";
   fs::path colin = fs::path(VQVAE2_SHARED_DATA_DIR) / "colin27_ch2bet";
   if (!fs::is_directory(kaggle) || !fs::is_directory(colin)) {
-    MESSAGE("shared data not found under " << VQVAE2_SHARED_DATA_DIR << "; skipped");
+    test::skip_test("shared data not found under " VQVAE2_SHARED_DATA_DIR);
     return;
   }
   ImageSet val = load_oasis_split(kaggle, "validate");

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "support/skip.hpp"
 #include "vqvae2/data/image_folder.hpp"
 #include "vqvae2/data/nifti_import.hpp"
 #include "vqvae2/data/png.hpp"
@@ -249,16 +250,19 @@ TEST_CASE("Bad volumes: missing, not NIfTI, corrupt .nii.gz, 2-D") {
                        doctest::Contains("flat.nii' is 40x40x1 voxels, not a 3-D volume"), Error);
 }
 
-TEST_CASE("ch2bet.nii.gz imports into the OASIS layout like the Python reference") {
-  const fs::path input = "/usr/share/mricron/templates/ch2bet.nii.gz";
-  if (!fs::exists(input)) {
-    MESSAGE(input.string() << " not installed (Debian package mricron-data); skipped");
+namespace {
+const fs::path kCh2bet = "/usr/share/mricron/templates/ch2bet.nii.gz";  // Debian's mricron-data
+}  // namespace
+
+TEST_CASE("ch2bet.nii.gz imports into the OASIS layout (needs mricron-data)") {
+  if (!fs::exists(kCh2bet)) {
+    test::skip_test(kCh2bet.string() + " is not installed (Debian package mricron-data, tools/install-deps.sh)");
     return;
   }
   fs::path out = fresh_dir("ch2bet");
   NiftiImportOptions opt;
   opt.prefix = "case_901";
-  NiftiImportReport rep = import_nifti(input, out, opt);
+  NiftiImportReport rep = import_nifti(kCh2bet, out, opt);
   // The reference procedure (shared/data/colin27_ch2bet/PROVENANCE.md) kept z = 17..145: 104 / 13 / 12.
   CHECK(rep.nx == 181);
   CHECK(rep.ny == 217);
@@ -283,13 +287,20 @@ TEST_CASE("ch2bet.nii.gz imports into the OASIS layout like the Python reference
   }
   CHECK(fs::exists(out / "keras_png_slices_validate" / "case_901_slice_8.png"));
   CHECK(fs::exists(out / "keras_png_slices_test" / "case_901_slice_9.png"));
+}
 
-  // Against the slices the Python procedure produced from the same file, when present.
+TEST_CASE("ch2bet.nii.gz imports like the Python reference's slices (needs ../shared/data and mricron-data)") {
+  // Against the slices the Python procedure produced from the same file.
   fs::path ref = fs::path(VQVAE2_SHARED_DATA_DIR) / "colin27_ch2bet";
-  if (!fs::is_directory(ref)) {
-    MESSAGE("shared colin27_ch2bet not found; comparison skipped");
+  if (!fs::is_directory(ref) || !fs::exists(kCh2bet)) {
+    test::skip_test("needs " + ref.string() + " and " + kCh2bet.string());
     return;
   }
+  fs::path out = fresh_dir("ch2bet_vs_python");
+  NiftiImportOptions opt;
+  opt.prefix = "case_901";
+  NiftiImportReport rep = import_nifti(kCh2bet, out, opt);
+  REQUIRE(rep.files.size() == 129);
   double worst = 0, total = 0;
   int identical = 0;
   for (std::size_t k = 0; k < rep.files.size(); ++k) {
