@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -227,10 +228,44 @@ TEST_CASE("oneDNN float path: plain and blocked layouts agree") {
   CHECK(max_rel_error(y_plain, y_blocked) < 1e-5);
 }
 
+TEST_CASE("oneDNN float path: the plain-layout fallback and the shifted-rows backward run where intended") {
+  using ops::onednn::path_counts;
+  auto fresh = [] {
+    ops::onednn::clear_cache();  // plans are cached: build them again
+    path_counts() = {};
+  };
+  // A 1-channel image blocked by 8 or 16 channels would be padded 8-16x: plain NCHW instead.
+  fresh();
+  compare_with_reference(
+      {"4x4 stride 2, 1->16", false, nchw(2, 1, 12, 10), 16, 4, 4, ops::ConvGeometry::symmetric(2, 1), true});
+  CHECK(path_counts().plain_fallback_plans > 0);
+  CHECK(path_counts().shifted_rows_runs == 0);
+  // 32 and 48 channels block without padding, and pad_top 1 <= (3 - 1) / 2 needs no shift.
+  fresh();
+  compare_with_reference(
+      {"3x3 pad 1, 32->48", false, nchw(2, 32, 9, 10), 48, 3, 3, ops::ConvGeometry::symmetric(1, 1), true});
+  CHECK(path_counts().plain_fallback_plans == 0);
+  CHECK(path_counts().shifted_rows_runs == 0);
+  // A 5x5 causal conv (pad_top 4 > 2): its backward-weights shifts the input where oneDNN
+  // has the AVX-512 kernel (which rejects that padding); on other CPUs the kernel accepts
+  // it and nothing is shifted.
+  fresh();
+  compare_with_reference({"5x5 causal, 32->32", false, nchw(2, 32, 8, 8), 32, 5, 5, geom(1, 4, 0, 2, 2), true});
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+  const bool has_avx512 = (isa & avx512) == avx512;
+  char isa_hex[16];
+  std::snprintf(isa_hex, sizeof isa_hex, "0x%x", isa);
+  MESSAGE("oneDNN ISA " << isa_hex << ": shifted-rows runs " << path_counts().shifted_rows_runs);
+  CHECK((path_counts().shifted_rows_runs > 0) == has_avx512);
+  CHECK(path_counts().plain_fallback_plans == 0);
+  path_counts() = {};
+}
+
 namespace {
 
 template <class T, class Layer>
-void check_golden_case(const test::Golden& gold, const std::string& name, Layer& layer, double tol) {
+void check_golden_case(const test::Golden& gold, const std::string& name, Layer& layer, double atol, double rtol) {
   Context<Cpu> ctx;
   INFO(name);
   layer.weight().value.copy_from(gold.get_as<T>(name + ".w"));
@@ -238,19 +273,22 @@ void check_golden_case(const test::Golden& gold, const std::string& name, Layer&
   Tensor<T> x = gold.get_as<T>(name + ".x");
   const Tensor<T>& y = layer.forward(ctx, x);
   REQUIRE(y.shape() == gold.get(name + ".y").shape());
-  CHECK(max_rel_error(y, gold.get(name + ".y")) < tol);
+  test::check_close(y, gold.get(name + ".y"), atol, rtol, name + ".y");
   // Gradients accumulate onto existing values: start from zero like PyTorch's .grad.
   zero_grad(layer);
   const Tensor<T>& dx = layer.backward(ctx, gold.get_as<T>(name + ".dy"));
-  CHECK(max_rel_error(dx, gold.get(name + ".dx")) < tol);
-  CHECK(max_rel_error(layer.weight().grad, gold.get(name + ".dw")) < tol);
-  CHECK(max_rel_error(layer.bias().grad, gold.get(name + ".db")) < tol);
+  test::check_close(dx, gold.get(name + ".dx"), atol, rtol, name + ".dx");
+  test::check_close(layer.weight().grad, gold.get(name + ".dw"), atol, rtol, name + ".dw");
+  test::check_close(layer.bias().grad, gold.get(name + ".db"), atol, rtol, name + ".db");
 }
 
 }  // namespace
 
 TEST_CASE("Conv2d and ConvTranspose2d match PyTorch (goldens, float and double)") {
   test::Golden gold("conv.bin");
+  // Sums of <= 100 products of O(1) values: float rounds them to ~1e-6 absolute (where a
+  // sum cancels), double to ~1e-14; rtol as before covers the rest.
+  const double kFloatAtol = 1e-6, kDoubleAtol = 1e-13;
   struct ConvCase {
     const char* name;
     int in, out, kh, kw;
@@ -264,9 +302,9 @@ TEST_CASE("Conv2d and ConvTranspose2d match PyTorch (goldens, float and double)"
   };
   for (const auto& c : convs) {
     nn::Conv2d<float> f(c.in, c.out, c.kh, c.kw, c.g);
-    check_golden_case<float>(gold, c.name, f, 1e-4);
+    check_golden_case<float>(gold, c.name, f, kFloatAtol, 1e-4);
     nn::Conv2d<double> d(c.in, c.out, c.kh, c.kw, c.g);
-    check_golden_case<double>(gold, c.name, d, 1e-10);
+    check_golden_case<double>(gold, c.name, d, kDoubleAtol, 1e-10);
   }
   const ConvCase tconvs[] = {
       {"t4x4s2", 3, 4, 4, 4, ops::ConvGeometry::symmetric(2, 1)},
@@ -275,9 +313,9 @@ TEST_CASE("Conv2d and ConvTranspose2d match PyTorch (goldens, float and double)"
   };
   for (const auto& c : tconvs) {
     nn::ConvTranspose2d<float> f(c.in, c.out, c.kh, c.kw, c.g);
-    check_golden_case<float>(gold, c.name, f, 1e-4);
+    check_golden_case<float>(gold, c.name, f, kFloatAtol, 1e-4);
     nn::ConvTranspose2d<double> d(c.in, c.out, c.kh, c.kw, c.g);
-    check_golden_case<double>(gold, c.name, d, 1e-10);
+    check_golden_case<double>(gold, c.name, d, kDoubleAtol, 1e-10);
   }
 }
 
@@ -349,4 +387,35 @@ TEST_CASE("Conv2d: PyTorch default init bounds, parameter names, and buffers reu
     CHECK(dx.data() == dx0);
     CHECK(upstream.data() == up0);
   }
+}
+
+TEST_CASE_TEMPLATE("An empty batch (N = 0) clears the weight gradients, or leaves them when accumulating", T, float,
+                   double) {
+  // float takes the oneDNN entry points (which skip the primitive and clear by hand),
+  // double the reference loops; both lone backward-weights and the fused backward.
+  Context<Cpu> ctx;
+  const ops::ConvGeometry g = ops::ConvGeometry::symmetric(2, 1);
+  for (bool transposed : {false, true})
+    for (bool fused : {false, true})
+      for (bool accumulate : {false, true}) {
+        CAPTURE(transposed);
+        CAPTURE(fused);
+        CAPTURE(accumulate);
+        const Tensor<T> x = Tensor<T>::zeros(nchw(0, 3, 6, 6));
+        const Tensor<T> w = Tensor<T>::zeros(transposed ? Shape{3, 4, 4, 4} : Shape{4, 3, 4, 4});
+        const Tensor<T> dy = Tensor<T>::zeros(transposed ? nchw(0, 4, 12, 12) : nchw(0, 4, 3, 3));
+        Tensor<T> dx = Tensor<T>::zeros(x.shape()), dw(w.shape()), db(Shape{4});
+        for (auto& v : dw) v = T(0.5);
+        for (auto& v : db) v = T(0.25);
+        if (transposed && fused)
+          ops::conv_transpose2d_backward(ctx, x, w, dy, dx, dw, &db, g, accumulate);
+        else if (transposed)
+          ops::conv_transpose2d_backward_weights(ctx, x, dy, dw, &db, g, accumulate);
+        else if (fused)
+          ops::conv2d_backward(ctx, x, w, dy, dx, dw, &db, g, accumulate);
+        else
+          ops::conv2d_backward_weights(ctx, x, dy, dw, &db, g, accumulate);
+        for (auto v : dw) REQUIRE(v == (accumulate ? T(0.5) : T(0)));
+        for (auto v : db) REQUIRE(v == (accumulate ? T(0.25) : T(0)));
+      }
 }

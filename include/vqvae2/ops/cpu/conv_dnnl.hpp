@@ -113,6 +113,19 @@ struct ConvState {
   ScratchBuffer slot[5], scratchpad, bias;
 };
 
+// How often this thread took the two special paths, for tests to assert that the
+// intended one ran: plans `automatic` rebuilt in plain NCHW (blocking would pad an
+// image tensor more than twice), and backward-weights runs through the shifted-rows
+// input (ConvPlan::shift_rows). Never reset by clear_cache(); tests reset them.
+struct ConvPathCounts {
+  std::uint64_t plain_fallback_plans = 0, shifted_rows_runs = 0;
+};
+
+inline ConvPathCounts& path_counts() {
+  thread_local ConvPathCounts counts;
+  return counts;
+}
+
 inline ConvState& conv_state() {
   // Per thread: plans hold memory objects whose handles are rebound on every call.
   thread_local ConvState state;
@@ -307,7 +320,10 @@ inline ConvPlan& plan_for(Context<Cpu>& ctx, const ConvKey& key) {
       bool padded = false;
       for (int i = 0; i < 3; ++i)
         padded |= i != weight_slot && plan->prim_md[i].get_size() > 2 * plan->user_md[i].get_size();
-      if (padded) plan = make_plan(eng, key, true);
+      if (padded) {
+        plan = make_plan(eng, key, true);
+        ++path_counts().plain_fallback_plans;
+      }
     }
     it = st.plans.emplace(key, std::move(plan)).first;
   }
@@ -334,6 +350,7 @@ inline const void* execute(Context<Cpu>& ctx, const ConvKey& key, const float* i
     if (do_reorder[i]) p.prim_mem[i].set_data_handle(st.slot[slots[i]].get(p.prim_md[i].get_size()));
   }
   if (p.shift_rows) {
+    ++path_counts().shifted_rows_runs;
     // The extra rows must read as zero padding; the slot is shared, so clear it each time.
     void* buf = p.prim_mem[0].get_data_handle();
     std::memset(buf, 0, p.prim_md[0].get_size());
