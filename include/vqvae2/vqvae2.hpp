@@ -14,6 +14,7 @@
 #include "vqvae2/data/png.hpp"
 #include "vqvae2/metrics/ssim.hpp"
 #include "vqvae2/models/configs.hpp"
+#include "vqvae2/models/pixelsnail.hpp"
 #include "vqvae2/models/vqvae2.hpp"
 #include "vqvae2/nn/activation.hpp"
 #include "vqvae2/nn/causal_attention.hpp"

@@ -500,7 +500,8 @@ class CausalAttention {
     v_ = wrap(value_.forward(ctx, wrap(kin_, kin_.shape())), tokens);
     ops::AttentionDropout drop;
     if (ctx.training && p_ > 0.0)
-      drop = ops::AttentionDropout{p_, gen_.seed(), gen_.reserve(static_cast<std::uint64_t>(B * heads_ * L * L))};
+      drop = ops::AttentionDropout{p_, generator().seed(),
+                                   generator().reserve(static_cast<std::uint64_t>(B * heads_ * L * L))};
     ops::causal_attention_forward(ctx, q_, k_, v_, heads_, drop, att_, state_, row_block_);
     out_.resize(nchw(B, channel_, H, W));
     ops::attention_detail::tokens_to_nchw(att_.reshape(Shape{B * L, channel_}), static_cast<const TensorT*>(nullptr),
@@ -536,7 +537,10 @@ class CausalAttention {
   }
 
   // The dropout stream (seeded by init): each training forward reserves B*heads*L*L values of it.
-  Generator& generator() { return gen_; }
+  Generator& generator() { return shared_ ? *shared_ : gen_; }
+  // Draw dropout from g (owned by the caller, outliving the layer) instead of the own
+  // stream, so that one generator in a checkpoint restores a whole model's dropout; nullptr goes back.
+  void use_generator(Generator* g) { shared_ = g; }
   // Query rows per block of the core (a tuning knob; results do not depend on it).
   void set_row_block(std::int64_t rows) { row_block_ = rows; }
   int heads() const { return heads_; }
@@ -554,6 +558,7 @@ class CausalAttention {
   std::int64_t row_block_ = 64;
   WNLinear<T, Device> query_, key_, value_;
   Generator gen_{0xA77E27ULL};
+  Generator* shared_ = nullptr;
   ops::CausalAttentionState<T, Device> state_;
   Shape qshape_, kshape_;
   TensorT qin_, kin_, q_, k_, v_, att_, out_;

@@ -53,6 +53,18 @@ inline ops::ConvGeometry causal_geometry(int kernel_h, int kernel_w, CausalPaddi
   return g;
 }
 
+// The 'causal' mode's weight mask [out, in, kh, kw]: 1 everywhere but the last
+// row's centre column and the columns right of it (the current and later pixels).
+template <class T, class Device = Cpu>
+Tensor<T, Device> causal_weight_mask(int out_channels, int in_channels, int kernel_h, int kernel_w) {
+  Tensor<T, Device> mask(nchw(out_channels, in_channels, kernel_h, kernel_w));
+  mask.fill(T(1));
+  for (std::int64_t o = 0; o < out_channels; ++o)
+    for (std::int64_t c = 0; c < in_channels; ++c)
+      for (std::int64_t j = kernel_w / 2; j < kernel_w; ++j) mask.at(o, c, kernel_h - 1, j) = T(0);
+  return mask;
+}
+
 template <class T, class Device = Cpu>
 class CausalConv2d {
  public:
@@ -67,12 +79,7 @@ class CausalConv2d {
       VQVAE2_CHECK(kernel_h > 1 || kernel_w > 1,
                    "CausalConv2d: a 'causal' kernel must be larger than 1x1, since its "
                    "only tap would be the hidden current pixel.");
-      TensorT mask(conv_.weight_v().shape());
-      mask.fill(T(1));
-      for (std::int64_t o = 0; o < out_channels; ++o)
-        for (std::int64_t c = 0; c < in_channels; ++c)
-          for (std::int64_t j = kernel_w / 2; j < kernel_w; ++j) mask.at(o, c, kernel_h - 1, j) = T(0);
-      conv_.set_weight_mask(mask);
+      conv_.set_weight_mask(causal_weight_mask<T, Device>(out_channels, in_channels, kernel_h, kernel_w));
     }
   }
   CausalConv2d(int in_channels, int out_channels, int kernel, CausalPadding mode = CausalPadding::DownRight,

@@ -96,6 +96,29 @@ class WNConv2d {
     return dx_;
   }
 
+  // The effective weight g * v / ||v|| (v masked first) of the current parameters, as
+  // forward computes it; for layers that run their own convolution with this weight
+  // (OneHotConv2d's gather) and for samplers. Valid until the next forward or call.
+  const TensorT& compute_weight(Context<Device>& ctx) {
+    if (masked_) apply_mask();
+    weight_norm_forward(ctx, g_.value, v_.value, w_, inv_norm_);
+    return w_;
+  }
+
+  // Adds dL/dg and dL/dv (masked) given dL/dw of the weight compute_weight() returned,
+  // and dL/dbias when db is given: the parameter half of backward, for such layers.
+  void accumulate_weight_grad(Context<Device>& ctx, const TensorT& dw, const TensorT* db) {
+    VQVAE2_CHECK(dw.shape() == v_.shape() && inv_norm_.numel() == out_, "WNConv2d::accumulate_weight_grad: weight ",
+                 "gradient ", dw.shape().str(), " does not match weight_v ", v_.shape().str(),
+                 ", or no weight was computed.");
+    if (db) {
+      VQVAE2_CHECK(has_bias_ && db->numel() == out_, "WNConv2d::accumulate_weight_grad: bias gradient of ", db->numel(),
+                   " entries for a layer ", has_bias_ ? "with " : "without ", "a bias of ", out_, ".");
+      for (std::int64_t i = 0; i < db->numel(); ++i) bias_.grad[i] += (*db)[i];
+    }
+    weight_norm_backward(ctx, g_.value, v_.value, inv_norm_, dw, g_.grad, v_.grad, masked_ ? &mask_ : nullptr);
+  }
+
   // The first layer of a network (on data) can skip dL/dx.
   void set_needs_input_grad(bool on) { needs_input_grad_ = on; }
 
