@@ -28,6 +28,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -313,5 +314,85 @@ CodeSet encode_image_files(Context<Cpu>& ctx, Model& model, const std::vector<st
   ctx.training = was_training;
   return s;
 }
+
+// Which code maps a prior models: the top ones, or the bottom ones (conditioned on the top).
+enum class CodeLevel { top, bottom };
+inline const char* code_level_name(CodeLevel l) { return l == CodeLevel::top ? "top" : "bottom"; }
+
+// Writes the maps indices[0..count) of `level` into `codes` [count, H, W] and,
+// when `condition` is given, the same images' top maps into it [count, h, w].
+inline void fill_code_batch(const CodeSet& set, CodeLevel level, const std::int64_t* indices, std::int64_t count,
+                            Tensor<std::int32_t, Cpu>& codes, Tensor<std::int32_t, Cpu>* condition = nullptr) {
+  const bool top = level == CodeLevel::top;
+  const std::int64_t h = top ? set.top_height : set.bottom_height, w = top ? set.top_width : set.bottom_width;
+  codes.resize(Shape{count, h, w});
+  if (condition) condition->resize(Shape{count, set.top_height, set.top_width});
+  for (std::int64_t b = 0; b < count; ++b) {
+    VQVAE2_CHECK(indices[b] >= 0 && indices[b] < set.count(), "fill_code_batch: index ", indices[b],
+                 " is outside the set of ", set.count(), " code maps.");
+    const std::uint16_t* src = top ? set.top_map(indices[b]) : set.bottom_map(indices[b]);
+    std::int32_t* dst = codes.data() + b * h * w;
+    for (std::int64_t i = 0; i < h * w; ++i) dst[i] = src[i];
+    if (condition) {
+      const std::uint16_t* c = set.top_map(indices[b]);
+      std::int32_t* cd = condition->data() + b * set.top_size();
+      for (std::int64_t i = 0; i < set.top_size(); ++i) cd[i] = c[i];
+    }
+  }
+}
+
+// Training batches of code maps: epoch e's order is epoch_order(seed, e, ...),
+// the shuffle BatchLoader uses, so a run resumed at a LoaderPosition sees the
+// batches the uninterrupted run would have. Codes are small: no prefetch thread.
+class CodeBatchLoader {
+ public:
+  // conditioned: also deliver the top maps as the condition (the bottom prior).
+  CodeBatchLoader(std::shared_ptr<const CodeSet> set, CodeLevel level, bool conditioned, const LoaderOptions& opt)
+      : set_(std::move(set)), level_(level), conditioned_(conditioned), opt_(opt) {
+    VQVAE2_CHECK(set_ != nullptr && set_->count() > 0, "CodeBatchLoader: the code set is empty.");
+    VQVAE2_CHECK(opt_.batch_size > 0, "CodeBatchLoader: batch size must be positive, got ", opt_.batch_size, ".");
+    VQVAE2_CHECK(batches_per_epoch() > 0, "CodeBatchLoader: ", set_->count(), " code maps are fewer than one batch of ",
+                 opt_.batch_size, " and drop_last is set.");
+    order_.reserve(static_cast<std::size_t>(set_->count()));
+  }
+
+  std::int64_t size() const { return set_->count(); }
+  const CodeSet& codes() const { return *set_; }
+  std::int64_t batches_per_epoch() const {
+    const std::int64_t n = set_->count(), b = opt_.batch_size;
+    return opt_.drop_last ? n / b : (n + b - 1) / b;
+  }
+  LoaderPosition position() const { return pos_; }
+  void seek(std::int64_t epoch, std::int64_t batch = 0) {
+    VQVAE2_CHECK(epoch >= 0 && batch >= 0 && batch < batches_per_epoch(), "CodeBatchLoader::seek: position (epoch ",
+                 epoch, ", batch ", batch, ") is invalid; an epoch has ", batches_per_epoch(), " batches.");
+    pos_ = LoaderPosition{epoch, batch};
+  }
+
+  // Moves to the next batch: batch() holds its maps [B, H, W], condition() the top maps [B, h, w]
+  // (conditioned loaders only). Valid until the next call.
+  void next() {
+    if (pos_.epoch != order_epoch_) {
+      epoch_order(opt_.seed, pos_.epoch, set_->count(), opt_.shuffle, order_);
+      order_epoch_ = pos_.epoch;
+    }
+    const std::int64_t start = pos_.batch * opt_.batch_size;
+    const std::int64_t count = std::min(opt_.batch_size, set_->count() - start);
+    fill_code_batch(*set_, level_, order_.data() + start, count, codes_, conditioned_ ? &condition_ : nullptr);
+    if (++pos_.batch == batches_per_epoch()) pos_ = LoaderPosition{pos_.epoch + 1, 0};
+  }
+  const Tensor<std::int32_t, Cpu>& batch() const { return codes_; }
+  const Tensor<std::int32_t, Cpu>* condition() const { return conditioned_ ? &condition_ : nullptr; }
+
+ private:
+  std::shared_ptr<const CodeSet> set_;
+  CodeLevel level_;
+  bool conditioned_;
+  LoaderOptions opt_;
+  LoaderPosition pos_;
+  std::vector<std::int64_t> order_;
+  std::int64_t order_epoch_ = -1;
+  Tensor<std::int32_t, Cpu> codes_, condition_;
+};
 
 }  // namespace vqvae2::data
