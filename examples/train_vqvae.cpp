@@ -1,16 +1,14 @@
 // vqvae2_train_vqvae: trains the VQ-VAE-2 on an OASIS-layout folder.
 // Writes <out>/checkpoint.bin (atomically, every epoch, on Ctrl-C and at the
 // end), <out>/loss_steps.csv, <out>/loss_epochs.csv and <out>/loss_curve.png.
-#include <atomic>
-#include <chrono>
-#include <csignal>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <tuple>
 
 #include "cli.hpp"
 #include "configs.hpp"
+#include "training_loop.hpp"
 #include "vqvae2/core/io.hpp"
 #include "vqvae2/train/schedule.hpp"
 #include "vqvae2/train/vqvae_trainer.hpp"
@@ -20,9 +18,6 @@ namespace fs = std::filesystem;
 using namespace vqvae2;
 
 namespace {
-
-std::atomic<bool> g_interrupted{false};
-void on_sigint(int) { g_interrupted = true; }
 
 struct Args {
   std::string data, out = "runs/vqvae2", config = "oasis256", resume = "auto", schedule = "constant";
@@ -34,51 +29,34 @@ struct Args {
 
 template <class Trainer>
 void write_logs(const Args& a, const Trainer& t) {
-  std::ostringstream steps;
-  steps << "step,loss,mse,commit_top,commit_bottom,perplexity_top,perplexity_bottom,usage_top,usage_bottom\n";
+  cli::Csv steps("step,loss,mse,commit_top,commit_bottom,perplexity_top,perplexity_bottom,usage_top,usage_bottom");
   const auto& sh = t.step_history();
+  std::vector<double> step_loss;
   for (std::size_t i = 0; i < sh.size(); ++i) {
     const auto& s = sh[i];
-    steps << i + 1 << ',' << s.loss << ',' << s.mse << ',' << s.commit_top << ',' << s.commit_bottom << ','
-          << s.perplexity_top << ',' << s.perplexity_bottom << ',' << s.usage_top << ',' << s.usage_bottom << '\n';
+    steps.row(i + 1, s.loss, s.mse, s.commit_top, s.commit_bottom, s.perplexity_top, s.perplexity_bottom, s.usage_top,
+              s.usage_bottom);
+    step_loss.push_back(s.loss);
   }
-  io::write_file_atomic((fs::path(a.out) / "loss_steps.csv").string(), steps.str());
-  std::ostringstream epochs;
-  epochs << "epoch,end_step,train_loss,train_mse,val_loss,val_mse,seconds\n";
+  steps.write((fs::path(a.out) / "loss_steps.csv").string());
+  cli::Csv epochs("epoch,end_step,train_loss,train_mse,val_loss,val_mse,seconds");
   const auto& eh = t.epoch_history();
-  viz::Series val{"validation loss", {}, {}}, smooth{"train loss (per 20 steps)", {}, {}};
+  std::vector<double> val_step, val_loss;
   for (std::size_t i = 0; i < eh.size(); ++i) {
     const auto& e = eh[i];
-    epochs << i + 1 << ',' << e.end_step << ',' << e.train_loss << ',' << e.train_mse << ',' << e.val_loss << ','
-           << e.val_mse << ',' << e.seconds << '\n';
+    epochs.row(i + 1, e.end_step, e.train_loss, e.train_mse, e.val_loss, e.val_mse, e.seconds);
+    val_step.push_back(static_cast<double>(e.end_step));
+    val_loss.push_back(e.val_loss);
   }
-  io::write_file_atomic((fs::path(a.out) / "loss_epochs.csv").string(), epochs.str());
-  // Curves by step: the train loss averaged over 20-step windows, validation at each epoch end.
-  const std::size_t window = 20;
-  for (std::size_t i = 0; i + window <= sh.size(); i += window) {
-    double m = 0;
-    for (std::size_t j = i; j < i + window; ++j) m += sh[j].loss;
-    smooth.x.push_back(static_cast<double>(i + window));
-    smooth.y.push_back(m / window);
-  }
-  for (std::size_t i = 0; i < eh.size(); ++i) {
-    if (std::isfinite(eh[i].val_loss)) {
-      val.x.push_back(static_cast<double>(eh[i].end_step));
-      val.y.push_back(eh[i].val_loss);
-    }
-  }
-  std::vector<viz::Series> series;
-  if (!smooth.y.empty()) series.push_back(smooth);
-  if (!val.y.empty()) series.push_back(val);
-  if (series.empty()) return;
+  epochs.write((fs::path(a.out) / "loss_epochs.csv").string());
   viz::PlotOptions po;
   po.title = "VQ-VAE-2 (" + a.config + ") loss";
-  po.x_label = "step";
   char y_label[64];
   std::snprintf(y_label, sizeof y_label, "loss (MSE + %g commitment)", a.commitment);
   po.y_label = y_label;
   po.log_y = true;
-  viz::write_plot_png((fs::path(a.out) / "loss_curve.png").string(), series, po);
+  cli::write_loss_curve((fs::path(a.out) / "loss_curve.png").string(), step_loss, val_step, val_loss, "train loss",
+                        "validation loss", po);
 }
 
 template <class Config>
@@ -108,8 +86,7 @@ int run(const Args& a) {
 
   fs::create_directories(a.out);
   const std::string ckpt = (fs::path(a.out) / "checkpoint.bin").string();
-  if (a.resume == "auto" ? fs::exists(ckpt) : !a.resume.empty() && a.resume != "none") {
-    const std::string from = a.resume == "auto" ? ckpt : a.resume;
+  if (const std::string from = cli::resume_source(a.resume, ckpt); !from.empty()) {
     trainer.load(from);
     std::fprintf(stderr, "resumed from %s at step %lld (epoch %lld, batch %lld)\n", from.c_str(),
                  static_cast<long long>(trainer.step_count()), static_cast<long long>(trainer.position.epoch),
@@ -131,64 +108,53 @@ int run(const Args& a) {
     VQVAE2_CHECK(a.schedule == "constant", "vqvae2_train_vqvae: unknown --schedule '", a.schedule,
                  "' (constant or cycle).");
 
-  std::signal(SIGINT, on_sigint);
-  std::signal(SIGTERM, on_sigint);
-  const auto start = std::chrono::steady_clock::now();
-  auto minutes_used = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
-  };
-  bool out_of_time = false;
-  cli::Progress progress(a.epochs * per_epoch);
-  long long images_this_run = 0;
-
-  while (trainer.position.epoch < a.epochs && !g_interrupted && !out_of_time) {
-    const auto epoch_start = std::chrono::steady_clock::now();
+  struct Job {
+    const Args& a;
+    train::VQVAETrainer<Config>& trainer;
+    data::BatchLoader<float>& loader;
+    const train::LrSchedule& schedule;
+    const data::ImageSet& val_set;
+    bool have_val;
+    const std::string& ckpt;
     double loss_sum = 0, mse_sum = 0;
     std::int64_t steps = 0;
-    while (trainer.position.batch < per_epoch) {
+
+    std::int64_t batches_per_epoch() { return loader.batches_per_epoch(); }
+    data::LoaderPosition& position() { return trainer.position; }
+    std::int64_t step_count() { return trainer.step_count(); }
+    long long step(std::string& text) {
       const auto& x = loader.next();
       trainer.set_lr(train::lr_at(schedule, trainer.step_count()));
       auto s = trainer.step(x);
       loss_sum += s.loss;
       mse_sum += s.mse;
       ++steps;
-      images_this_run += x.dim(0);
-      ++trainer.position.batch;
       char extra[160];
       std::snprintf(extra, sizeof extra, "ep %lld loss %.4f mse %.4f ppl %.0f/%.0f",
                     static_cast<long long>(trainer.position.epoch + 1), s.loss, s.mse, s.perplexity_top,
                     s.perplexity_bottom);
-      progress.update(trainer.position.epoch * per_epoch + trainer.position.batch, images_this_run, extra);
-      if (g_interrupted) break;
-      if (a.minutes > 0 && minutes_used() >= a.minutes) {
-        out_of_time = true;
-        break;
-      }
+      text = extra;
+      return x.dim(0);
     }
-    if (trainer.position.batch >= per_epoch) {
+    void end_epoch(double seconds) {
       train::VQVAEEpochStats e;
-      e.train_loss = steps ? loss_sum / steps : NAN;
-      e.train_mse = steps ? mse_sum / steps : NAN;
+      e.train_loss = steps ? loss_sum / static_cast<double>(steps) : NAN;
+      e.train_mse = steps ? mse_sum / static_cast<double>(steps) : NAN;
       if (have_val) std::tie(e.val_loss, e.val_mse) = trainer.evaluate(val_set, a.batch);
-      e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+      e.seconds = seconds;
       trainer.add_epoch(e);
-      ++trainer.position.epoch;
-      trainer.position.batch = 0;
-      progress.finish();
       std::fprintf(stderr, "epoch %lld: train loss %.5f (mse %.5f), validation loss %.5f (mse %.5f), %.0f s\n",
-                   static_cast<long long>(trainer.position.epoch), e.train_loss, e.train_mse, e.val_loss, e.val_mse,
+                   static_cast<long long>(trainer.position.epoch + 1), e.train_loss, e.train_mse, e.val_loss, e.val_mse,
                    e.seconds);
+      loss_sum = mse_sum = 0;
+      steps = 0;
     }
-    trainer.save(ckpt);
-    write_logs(a, trainer);
-  }
-  progress.finish();
-  if (g_interrupted) std::fprintf(stderr, "interrupted: checkpoint saved to %s\n", ckpt.c_str());
-  if (out_of_time)
-    std::fprintf(stderr, "time budget of %.1f minutes reached: checkpoint saved to %s\n", a.minutes, ckpt.c_str());
-  std::fprintf(stderr, "trained %lld images in %.1f minutes (%.2f img/s); %lld steps in all\n", images_this_run,
-               minutes_used(), images_this_run / std::max(1e-9, minutes_used() * 60),
-               static_cast<long long>(trainer.step_count()));
+    void save() {
+      trainer.save(ckpt);
+      write_logs(a, trainer);
+    }
+  } job{a, trainer, loader, schedule, val_set, have_val, ckpt};
+  cli::run_epochs(job, {a.epochs, a.minutes, ckpt});
   return 0;
 }
 
