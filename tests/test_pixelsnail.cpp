@@ -20,6 +20,7 @@
 #include "support/gradcheck.hpp"
 #include "vqvae2/models/pixelsnail.hpp"
 #include "vqvae2/nn/loss.hpp"
+#include "vqvae2/train/adam.hpp"
 
 using namespace vqvae2;
 using test::TensorD;
@@ -487,7 +488,7 @@ void check_parameter_grads(Module& m, const test::Golden& gd, const std::string&
     // atol scales with the array: gradients of one tensor share a magnitude.
     double scale = 0;
     for (std::int64_t i = 0; i < ref.numel(); ++i) scale = std::max(scale, std::abs(ref[i]));
-    check_close(prefix + "grad." + std::string(name), p.grad, ref, atol * std::max(scale, 1e-3), rtol);
+    check_close(prefix + "grad." + std::string(name), p.grad, ref, atol * std::max(scale, 1e-2), rtol);
   });
 }
 
@@ -498,15 +499,20 @@ Codes load_codes(const test::Golden& gd, const std::string& name) {
   return c;
 }
 
-// Double: the same arithmetic as PyTorch's double run up to summation order (1e-10).
-// Float: the production path (oneDNN convolutions, the gather, float accumulation over
-// up to 16 chained layers), against the double golden: relative errors of a few 1e-6
-// per layer compound to ~1e-4 in the deepest gradients; 1e-3 of each array's largest
-// magnitude (atol) plus 1e-3 relative leaves an order of magnitude of margin.
+// Tolerances, |ours - golden| <= atol + rtol |golden| per element:
+// double: the same arithmetic as PyTorch's double run up to summation order:
+//   atol 1e-10, rtol 1e-8 (observed differences are ~1e-14).
+// float: the production path (oneDNN convolutions, the gather, float accumulation over
+//   up to 16 chained layers) against the double golden. The worst element observed is
+//   within 2e-5 (atol 2e-5 and rtol 2e-5 pass everywhere except the attention's key
+//   biases, whose gradient is exactly zero in exact arithmetic: a softmax row ignores a
+//   constant added to its scores, so ours is float roundoff). We take rtol 1e-4 and, for
+//   parameter gradients, atol 5e-5 times the array's largest magnitude (at least 0.01):
+//   a 2.5-5x margin that still catches any wrong term (those are O(1) of the array).
 template <class T>
 struct Tol {
-  static constexpr double atol = std::is_same_v<T, double> ? 1e-10 : 1e-3;
-  static constexpr double rtol = std::is_same_v<T, double> ? 1e-8 : 1e-3;
+  static constexpr double atol = std::is_same_v<T, double> ? 1e-10 : 5e-5;
+  static constexpr double rtol = std::is_same_v<T, double> ? 1e-8 : 1e-4;
 };
 
 template <class T>
@@ -658,4 +664,46 @@ TEST_CASE("PixelSNAIL: parameter counts of the reference priors, names, fingerpr
                        Error);
   top.init(g);
   CHECK_THROWS_WITH_AS(top.forward(ctx, codes, &cond), doctest::Contains("takes no condition"), Error);
+}
+
+// The small configurations run in float end to end (oneDNN, the gather, attention) and
+// learn: a few Adam steps on one fixed batch of structured codes lower the loss well
+// below its start near ln(512). A smoke test of the training path, not a quality claim.
+template <class Config>
+void check_small_learns(std::int64_t batch, int steps) {
+  models::PixelSNAIL<float, Cpu, Config> m;
+  Generator g(71);
+  m.init(g);
+  train::Adam<float> opt(m, {.lr = 2e-3});
+  nn::SoftmaxCrossEntropy<float> ce;
+  Context<Cpu> ctx;
+  const std::int64_t H = Config::height, W = Config::width;
+  Codes codes(Shape{batch, H, W}), cond(Shape{batch, H / 2, W / 2});
+  for (std::int64_t b = 0; b < batch; ++b) {
+    for (std::int64_t i = 0; i < H; ++i)
+      for (std::int64_t j = 0; j < W; ++j)
+        codes[(b * H + i) * W + j] = static_cast<std::int32_t>((i / 4 + j / 4 + b) % 8);
+    for (std::int64_t i = 0; i < H / 2; ++i)
+      for (std::int64_t j = 0; j < W / 2; ++j)
+        cond[(b * H / 2 + i) * W / 2 + j] = static_cast<std::int32_t>((i / 2 + j / 2 + b) % 8);
+  }
+  const Codes* c = Config::conditioned ? &cond : nullptr;
+  double first = 0, last = 0;
+  for (int s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    const double loss = ce.forward(ctx, m.forward(ctx, codes, c), codes);
+    REQUIRE(std::isfinite(loss));
+    m.backward(ctx, ce.backward(ctx));
+    opt.step();
+    if (s == 0) first = loss;
+    last = loss;
+  }
+  MESSAGE(std::string(Config::name), ": loss ", first, " -> ", last, " in ", steps, " steps");
+  CHECK(first > 5.5);
+  CHECK(last < 0.8 * first);
+}
+
+TEST_CASE("PixelSNAIL TopSmall and BottomSmall train in float: the loss falls on a fixed batch") {
+  check_small_learns<models::TopSmall>(2, 8);
+  check_small_learns<models::BottomSmall>(1, 8);
 }
