@@ -31,9 +31,11 @@
 // dense one-hot stem, full L x L attention; 87.9 GMAC top, 347.6 bottom per image).
 // CachedSample: s_per_img (wall time / B), positions_per_s (positions x B / wall time),
 // weight_GBps (streamed_bytes x positions / wall time: the bandwidth it achieves as a
-// weight stream) and FLOPS (2 x streamed weights x positions x B, attention excluded).
+// weight stream), FLOPS (2 x streamed weights x positions x B, attention excluded) and
+// cpu_per_wall (process CPU time / wall time: about 1 when one thread does the work, 2 for both).
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <chrono>
 #include <cstdint>
@@ -58,6 +60,12 @@ double peak_rss_mb() {
   rusage r{};
   getrusage(RUSAGE_SELF, &r);
   return static_cast<double>(r.ru_maxrss) / 1024.0;
+}
+
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
 Codes random_codes(std::int64_t B, std::int64_t H, std::int64_t W, int n_class, std::uint64_t seed) {
@@ -186,18 +194,21 @@ void BM_CachedSample(benchmark::State& state) {
   Setup<Config> s(B);
   sample::CachedSampler<typename Setup<Config>::Model> sampler(s.m);
   double seconds = 0;
+  const double cpu0 = process_cpu_seconds();
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
     sampler.sample(s.ctx, sample::SampleRequest{&s.codes, s.c, 0, 0}, sample::SampleOptions{});
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     benchmark::DoNotOptimize(s.codes.data());
   }
+  const double cpu = process_cpu_seconds() - cpu0;
   const double runs = static_cast<double>(state.iterations()), P = static_cast<double>(Setup<Config>::P);
   const double per_run = seconds / runs, w = streamed_weights(s.m);
   state.counters["s_per_img"] = per_run / B;
   state.counters["positions_per_s"] = P * B / per_run;
   state.counters["weight_GBps"] = 4.0 * w * P / per_run / 1e9;
   state.counters["FLOPS"] = 2.0 * w * P * B / per_run;
+  state.counters["cpu_per_wall"] = cpu / seconds;
   s.common_counters(state);
 }
 

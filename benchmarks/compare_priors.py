@@ -90,14 +90,15 @@ def torch_side(a, workload, prior, batch, sdpa=False, bf16=False):
 
 
 def stream(a):
-    out = run_json([str(Path(a.bench_dir) / "bench_stream"), "--benchmark_filter=/threads:2/", "--benchmark_format=json",
+    out = run_json([str(Path(a.bench_dir) / "bench_stream"), "--benchmark_filter=Stream_(Read|Triad|Copy)/", "--benchmark_format=json",
                     "--benchmark_min_time=%g" % (0.2 if a.quick else 2.0)], dict(os.environ, OMP_NUM_THREADS="2"),
                    "stream")
     if out is None:
         return {}
     res = {}
     for b in json.loads(out)["benchmarks"]:
-        res[b["name"].split("/")[0].replace("Stream_", "").lower()] = b["bytes_per_second"]
+        kind = b["name"].split("/")[0].replace("Stream_", "").lower()
+        res[kind if "/threads:2/" in b["name"] else kind + "1"] = b["bytes_per_second"]
     RAW.append({"what": "stream", "result": res})
     return res
 
@@ -234,22 +235,27 @@ def main():
         one = [(p, c) for (p, b), c in cached.items() if b == 1 and c is not None]
         if one:
             print("### Batch-1 cached sampling against the memory-bandwidth floor\n")
-            rd, tr = bw.get("read"), bw.get("triad")
-            print("Measured (bench_stream, 2 threads): read %s GB/s, triad %s GB/s, copy %s GB/s.\n" % (
-                f(rd and rd / 1e9), f(tr and tr / 1e9), f(bw.get("copy") and bw["copy"] / 1e9)))
+            rd, tr, rd1 = bw.get("read"), bw.get("triad"), bw.get("read1")
+            print("Measured (bench_stream, 2 threads): read %s GB/s, triad %s GB/s, copy %s GB/s; "
+                  "1 thread: read %s GB/s.\n" % (f(rd and rd / 1e9), f(tr and tr / 1e9),
+                                                 f(bw.get("copy") and bw["copy"] / 1e9), f(rd1 and rd1 / 1e9)))
             head = ["prior", "weights MB", "streamed MB/position", "positions", "floor s/img (read)",
-                    "floor s/img (triad)", "ours s/img", "ours / floor (read)", "ours weight GB/s"]
+                    "floor s/img (triad)", "floor s/img (1-thread read)", "ours s/img", "ours / floor (read)",
+                    "ours weight GB/s", "ours CPU / wall"]
             print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
             for prior, c in one:
                 sb, P = c["streamed_bytes"], c["positions"]
                 fr = None if not rd else sb * P / rd
                 ft = None if not tr else sb * P / tr
+                f1 = None if not rd1 else sb * P / rd1
                 print("| " + " | ".join([prior, f(c["weight_bytes"] / 1e6, "%.0f"), f(sb / 1e6, "%.0f"), "%d" % P,
-                                         f(fr), f(ft), f(c["s_per_img"]), f(ratio(c["s_per_img"], fr), "%.2fx"),
-                                         f(c.get("weight_GBps"), "%.1f")]) + " |")
+                                         f(fr), f(ft), f(f1), f(c["s_per_img"]),
+                                         f(ratio(c["s_per_img"], fr), "%.2fx"), f(c.get("weight_GBps"), "%.1f"),
+                                         f(c.get("cpu_per_wall"), "%.2f")]) + " |")
             print("\nFloor = streamed weight bytes per position (every weight a step reads: the stem is a gather, "
                   "the conditioning runs once, masked taps are skipped) x positions / bandwidth: a batch-1 step "
-                  "must read every weight once. ours / floor = 1 would be bandwidth-bound.\n")
+                  "must read every weight once. ours / floor = 1 would be bandwidth-bound. CPU / wall: the "
+                  "process's CPU time over wall time (about 1 when the sampler keeps one core busy: then the 1-thread floor applies, 2 for both).\n")
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(RAW, indent=1))
     failed = [r for r in RAW if r.get("rc")]
