@@ -26,6 +26,9 @@
 #if !defined(__CUDACC__)
 #include <Eigen/Core>
 #endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "vqvae2/models/pixelsnail.hpp"
 #include "vqvae2/ops/elementwise.hpp"
@@ -73,56 +76,83 @@ void map_inplace(Mat& m, F f) {
 }
 inline float elu(float x) { return ops::Elu::forward(x); }
 
-// A weight-normalised convolution evaluated at one output position.
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// y = w x + bias. A large weight's rows are split across the threads: at batch 1 a
+// step streams every weight once, and one core alone cannot draw the memory bandwidth.
+inline void affine(const RowMat& w, const Vec& bias, const Mat& x, Mat& y) {
+  const Eigen::Index rows = w.rows();
+#pragma omp parallel if (w.size() >= (1 << 15))
+  {
+#if defined(_OPENMP)
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+#else
+    const int nt = 1, t = 0;
+#endif
+    const Eigen::Index r0 = rows * t / nt, n = rows * (t + 1) / nt - r0;
+    y.middleRows(r0, n).noalias() = w.middleRows(r0, n) * x;
+    y.middleRows(r0, n).colwise() += bias.segment(r0, n);
+  }
+}
+
+// A weight-normalised convolution evaluated at one output position: the inputs its
+// non-zero taps read are gathered into one column per sample (zeros outside the
+// map), then one product with the taps' weights side by side.
 struct PositionConv {
-  struct Tap {
-    int di = 0, dj = 0;  // the input position read is (r + di, c + dj)
-    Mat w;               // [out x in]
-  };
   int in = 0, out = 0;
-  std::vector<Tap> taps;
+  std::vector<std::pair<int, int>> offsets;  // per kept tap: the input read is (r + di, c + dj)
+  RowMat w;                                  // [out x taps * in]
   Vec bias;
+  Mat gathered;  // [taps * in x B]
 
   void build(Context<Cpu>& ctx, nn::WNConv2d<float, Cpu>& conv) {
-    const Tensor<float, Cpu>& w = conv.compute_weight(ctx);
+    const Tensor<float, Cpu>& wt = conv.compute_weight(ctx);
     in = conv.in_channels(), out = conv.out_channels();
     const int kh = conv.kernel_h(), kw = conv.kernel_w();
     const ops::ConvGeometry& g = conv.geometry();
     VQVAE2_CHECK(g.stride_h == 1 && g.stride_w == 1, "CachedSampler: strided convolutions are not supported.");
-    taps.clear();
+    auto at = [&](int o, int c, int i, int j) {
+      return wt[((static_cast<std::int64_t>(o) * in + c) * kh + i) * kw + j];
+    };
+    std::vector<std::pair<int, int>> kept;
     for (int i = 0; i < kh; ++i)
       for (int j = 0; j < kw; ++j) {
-        Tap t;
-        t.di = i - g.pad_top, t.dj = j - g.pad_left;
-        t.w.resize(out, in);
-        bool any = false;
-        for (int o = 0; o < out; ++o)
-          for (int c = 0; c < in; ++c) {
-            const float v = w[((static_cast<std::int64_t>(o) * in + c) * kh + i) * kw + j];
-            t.w(o, c) = v;
-            any = any || v != 0.0f;
-          }
-        if (any) taps.push_back(std::move(t));  // masked taps (hidden pixels) are all zero
+        bool any = false;  // masked taps (hidden pixels) are all zero: dropped
+        for (int o = 0; o < out && !any; ++o)
+          for (int c = 0; c < in && !any; ++c) any = at(o, c, i, j) != 0.0f;
+        if (any) kept.emplace_back(i, j);
       }
+    offsets.clear();
+    w.resize(out, static_cast<Eigen::Index>(kept.size()) * in);
+    for (std::size_t t = 0; t < kept.size(); ++t) {
+      const auto [i, j] = kept[t];
+      offsets.emplace_back(i - g.pad_top, j - g.pad_left);
+      for (int o = 0; o < out; ++o)
+        for (int c = 0; c < in; ++c) w(o, static_cast<Eigen::Index>(t) * in + c) = at(o, c, i, j);
+    }
     bias = Vec::Zero(out);
     if (conv.has_bias())
       for (int o = 0; o < out; ++o) bias[o] = conv.bias().value[o];
   }
+  void prepare(std::int64_t B) { gathered.resize(w.cols(), B); }
 
   // y [out x B] = conv(x) at (r, c) of an H x W map; x caches the input.
-  void eval(const MapCache& x, int r, int c, int H, int W, Mat& y) const {
-    y.colwise() = bias;
-    for (const Tap& t : taps) {
-      const int rr = r + t.di, cc = c + t.dj;
-      if (rr < 0 || rr >= H || cc < 0 || cc >= W) continue;  // zero padding
-      y.noalias() += t.w * x.column(static_cast<std::int64_t>(rr) * W + cc);
+  void eval(const MapCache& x, int r, int c, int H, int W, Mat& y) {
+    for (std::size_t t = 0; t < offsets.size(); ++t) {
+      const int rr = r + offsets[t].first, cc = c + offsets[t].second;
+      auto rows = gathered.middleRows(static_cast<Eigen::Index>(t) * in, in);
+      if (rr < 0 || rr >= H || cc < 0 || cc >= W)
+        rows.setZero();  // zero padding
+      else
+        rows = x.column(static_cast<std::int64_t>(rr) * W + cc);
     }
+    affine(w, bias, gathered, y);
   }
 };
 
 // A weight-normalised linear layer (the attention's query, key and value).
 struct PositionLinear {
-  Mat w;  // [out x in]
+  RowMat w;  // [out x in]
   Vec bias;
   void build(Context<Cpu>& ctx, nn::WNLinear<float, Cpu>& lin) {
     Tensor<float, Cpu> weight, inv_norm;
@@ -135,10 +165,7 @@ struct PositionLinear {
     if (lin.bias().value.numel() == out)
       for (std::int64_t o = 0; o < out; ++o) bias[o] = lin.bias().value[o];
   }
-  void eval(const Mat& x, Mat& y) const {
-    y.noalias() = w * x;
-    y.colwise() += bias;
-  }
+  void eval(const Mat& x, Mat& y) const { affine(w, bias, x, y); }
 };
 
 // GatedResBlock at one position (see nn/gated_res_block.hpp for the function).
@@ -161,6 +188,9 @@ struct PositionGatedBlock {
   void reset(std::int64_t B, std::int64_t P) {
     a.reset(B, P, in);
     mid.reset(B, P, channel);
+    conv1.prepare(B);
+    conv2.prepare(B);
+    if (has_aux) aux_conv.prepare(B);
     if (has_aux) {
       aux.reset(B, P, aux_conv.in);
       aux_act.resize(aux_conv.in, B);
@@ -273,14 +303,16 @@ class CachedSampler {
         pb->key_in.resize(2 * C + 2, B), pb->query_in.resize(C + 2, B);
         pb->key_out.resize(2 * C + 2, B), pb->query_out.resize(C + 2, B);
         pb->qv.resize(pb->att_channels, B), pb->kv.resize(pb->att_channels, B), pb->vv.resize(pb->att_channels, B);
-        pb->att_out.resize(pb->att_channels, B), pb->scores.assign(P, 0.0f);
+        pb->att_out.resize(pb->att_channels, B), pb->scores.assign(static_cast<std::size_t>(max_threads()) * P, 0.0f);
       } else {
         pb->cat.reset(B, P, C + 2);
         pb->cat_col.resize(C + 2, B);
+        pb->out.prepare(B);
       }
       pb->res_out.resize(C, B);
     }
     for (auto& res : out_res_) res.reset(B, P);
+    head_.prepare(B);
 
     // The condition: the conditioning network once, then every block's 1x1 projection once.
     if constexpr (Config::conditioned) {
@@ -379,29 +411,35 @@ class CachedSampler {
       const float scale = 1.0f / std::sqrt(static_cast<float>(d));
       att_out.setZero();
       if (p == 0) return;
-      for (std::int64_t b = 0; b < B; ++b)
-        for (int h = 0; h < heads; ++h) {
-          const float* qh = qv.col(b).data() + h * d;
-          float m = -INFINITY;
-          for (std::int64_t j = 0; j < p; ++j) {
-            const float* kj = keys.at(b, j) + h * d;
-            float s = 0;
-            for (int e = 0; e < d; ++e) s += qh[e] * kj[e];
-            s *= scale;
-            scores[static_cast<std::size_t>(j)] = s;
-            m = std::max(m, s);
-          }
-          float sum = 0;
-          for (std::int64_t j = 0; j < p; ++j)
-            sum += scores[static_cast<std::size_t>(j)] = std::exp(scores[static_cast<std::size_t>(j)] - m);
-          float* o = att_out.col(b).data() + h * d;
-          const float inv = 1.0f / sum;
-          for (std::int64_t j = 0; j < p; ++j) {
-            const float w = scores[static_cast<std::size_t>(j)] * inv;
-            const float* vj = values.at(b, j) + h * d;
-            for (int e = 0; e < d; ++e) o[e] += w * vj[e];
-          }
+      const int items = static_cast<int>(B) * heads;
+#pragma omp parallel for schedule(static) if (static_cast <std::int64_t>(items) * p * d >= (1 << 15))
+      for (int item = 0; item < items; ++item) {
+        const std::int64_t b = item / heads;
+        const int h = item % heads;
+#if defined(_OPENMP)
+        float* sc = scores.data() + static_cast<std::size_t>(omp_get_thread_num()) * P;
+#else
+        float* sc = scores.data();
+#endif
+        const float* qh = qv.col(b).data() + h * d;
+        float m = -INFINITY;
+        for (std::int64_t j = 0; j < p; ++j) {
+          const float* kj = keys.at(b, j) + h * d;
+          float s = 0;
+          for (int e = 0; e < d; ++e) s += qh[e] * kj[e];
+          sc[j] = s * scale;
+          m = std::max(m, sc[j]);
         }
+        float sum = 0;
+        for (std::int64_t j = 0; j < p; ++j) sum += sc[j] = std::exp(sc[j] - m);
+        float* o = att_out.col(b).data() + h * d;
+        const float inv = 1.0f / sum;
+        for (std::int64_t j = 0; j < p; ++j) {
+          const float w = sc[j] * inv;
+          const float* vj = values.at(b, j) + h * d;
+          for (int e = 0; e < d; ++e) o[e] += w * vj[e];
+        }
+      }
     }
   };
 
@@ -433,6 +471,14 @@ class CachedSampler {
         yb += t.w.col(codes[b * P + static_cast<std::int64_t>(rr) * W + cc]);
       }
     }
+  }
+
+  static int max_threads() {
+#if defined(_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
   }
 
   Model& model_;
