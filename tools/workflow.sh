@@ -48,7 +48,7 @@ else
   fi
 fi
 run="${VQVAE2_RUN:-$root/runs/$name}"
-mkdir -p "$run"/{vqvae,codes,prior_top,prior_bottom}
+mkdir -p "$run"/{vqvae,codes,prior_top,prior_bottom,generated}
 
 say "1/6 training the '$config' VQ-VAE-2 on $data for $(share 0.45) minutes (batch $batch) -> $run/vqvae"
 "$bin/vqvae2_train_vqvae" --data "$data" --out "$run/vqvae" --config "$config" --batch "$batch" \

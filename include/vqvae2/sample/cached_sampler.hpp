@@ -82,7 +82,7 @@ using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 // step streams every weight once, and one core alone cannot draw the memory bandwidth.
 inline void affine(const RowMat& w, const Vec& bias, const Mat& x, Mat& y) {
   const Eigen::Index rows = w.rows();
-#pragma omp parallel if (w.size() >= (1 << 15))
+#pragma omp parallel if (w.size() * x.cols() >= (1 << 17))
   {
 #if defined(_OPENMP)
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -238,6 +238,10 @@ class CachedSampler {
     check_request<Model>(r, opt);
     const bool was_training = ctx.training;
     ctx.training = false;
+    // The products here are small (N = batch): Eigen's own threading of each one costs
+    // more than it saves; affine() splits the large ones across the threads instead.
+    const int eigen_threads = Eigen::nbThreads();
+    Eigen::setNbThreads(1);
     begin(ctx, r.codes->dim(0), r.condition);
     Tensor<std::int32_t, Cpu>& codes = *r.codes;
     const std::int64_t B = codes.dim(0);
@@ -251,6 +255,7 @@ class CachedSampler {
         codes[b * P + p] = draw_code(logits_.col(b).data(), 1, NC, opt, u, scratch_);
       }
     }
+    Eigen::setNbThreads(eigen_threads);
     ctx.training = was_training;
   }
 
