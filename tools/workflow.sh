@@ -81,7 +81,13 @@ gen=("$bin/vqvae2_generate" --vqvae "$run/vqvae/checkpoint.bin" --top "$run/prio
 "${gen[@]}" --out "$run/generated" --data "$data" --from-test --count 4 --variants 3 >/dev/null
 
 say "done"
-last_row() { tail -n 1 "$1" 2>/dev/null || true; }
+last_row() {
+  if [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge 2 ]; then
+    tail -n 1 "$1"
+  else
+    echo "none finished (the budget ended inside the first epoch)"
+  fi
+}
 cat <<EOF
 
 === vqvae2 workflow summary: $name ($(($(date +%s) - start)) s) ===
