@@ -44,6 +44,8 @@ using Vec = Eigen::VectorXf;
 using ConstStrided = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
 
 // Values of one feature map at every position: sample b, position p holds C floats.
+// A map read only at the position being computed (the input of a 1x1 convolution)
+// keeps that one position (positions == 1): every p maps to it.
 struct MapCache {
   std::int64_t batch = 0, positions = 0, channels = 0;
   std::vector<float> data;
@@ -51,8 +53,9 @@ struct MapCache {
     batch = B, positions = P, channels = C;
     data.assign(static_cast<std::size_t>(B * P * C), 0.0f);
   }
-  float* at(std::int64_t b, std::int64_t p) { return data.data() + (b * positions + p) * channels; }
-  const float* at(std::int64_t b, std::int64_t p) const { return data.data() + (b * positions + p) * channels; }
+  std::int64_t slot(std::int64_t p) const { return positions == 1 ? 0 : p; }
+  float* at(std::int64_t b, std::int64_t p) { return data.data() + (b * positions + slot(p)) * channels; }
+  const float* at(std::int64_t b, std::int64_t p) const { return data.data() + (b * positions + slot(p)) * channels; }
   // The [C x B] matrix of position p (column b = sample b).
   ConstStrided column(std::int64_t p) const {
     return ConstStrided(at(0, p), channels, batch, Eigen::OuterStride<>(positions * channels));
@@ -135,6 +138,10 @@ struct PositionConv {
       for (int o = 0; o < out; ++o) bias[o] = conv.bias().value[o];
   }
   void prepare(std::int64_t B) { gathered.resize(w.cols(), B); }
+  // Positions its input cache must keep: only the current one when the only tap is it.
+  std::int64_t input_positions(std::int64_t P) const {
+    return offsets.size() == 1 && offsets[0] == std::pair<int, int>{0, 0} ? 1 : P;
+  }
 
   // y [out x B] = conv(x) at (r, c) of an H x W map; x caches the input.
   void eval(const MapCache& x, int r, int c, int H, int W, Mat& y) {
@@ -186,13 +193,13 @@ struct PositionGatedBlock {
     has_condition = blk.has_condition();
   }
   void reset(std::int64_t B, std::int64_t P) {
-    a.reset(B, P, in);
-    mid.reset(B, P, channel);
+    a.reset(B, conv1.input_positions(P), in);
+    mid.reset(B, conv2.input_positions(P), channel);
     conv1.prepare(B);
     conv2.prepare(B);
     if (has_aux) aux_conv.prepare(B);
     if (has_aux) {
-      aux.reset(B, P, aux_conv.in);
+      aux.reset(B, aux_conv.input_positions(P), aux_conv.in);
       aux_act.resize(aux_conv.in, B);
       ha.resize(channel, B);
     }
@@ -299,7 +306,8 @@ class CachedSampler {
     head_.build(ctx, model_.head());
 
     // Caches and per-position scratch for batch B.
-    x_.resize(C, B), y_.resize(C, B), bg_.resize(2, B), logits_.resize(NC, B), head_in_.reset(B, P, C);
+    x_.resize(C, B), y_.resize(C, B), bg_.resize(2, B), logits_.resize(NC, B),
+        head_in_.reset(B, head_.input_positions(P), C);
     for (auto& pb : blocks_) {
       for (auto& res : pb->res) res.reset(B, P);
       if (pb->attention) {
@@ -310,7 +318,7 @@ class CachedSampler {
         pb->qv.resize(pb->att_channels, B), pb->kv.resize(pb->att_channels, B), pb->vv.resize(pb->att_channels, B);
         pb->att_out.resize(pb->att_channels, B), pb->scores.assign(static_cast<std::size_t>(max_threads()) * P, 0.0f);
       } else {
-        pb->cat.reset(B, P, C + 2);
+        pb->cat.reset(B, pb->out.input_positions(P), C + 2);
         pb->cat_col.resize(C + 2, B);
         pb->out.prepare(B);
       }
