@@ -16,7 +16,9 @@ integration), --only top|bottom, --config small (the TopSmall/BottomSmall sizes 
 sides: a smoke test in minutes), --bench-dir (default build-bench/benchmarks), --torch
 (the command that runs PyTorch's python; default ../shared/tools/torch-baseline python when
 it is installed, else /usr/bin/python3), --no-sdpa, --bf16 (adds PyTorch bf16-autocast rows),
---no-sample / --no-train, --json-out FILE (every raw result).
+--no-sample / --no-train, --json-out FILE (every raw result, rewritten after each run, so an
+interrupted comparison keeps what it measured), --from-json FILE (print the tables of such a
+file: its steps and heights are taken as the defaults, 3 and 5).
 """
 import argparse
 import datetime
@@ -34,6 +36,13 @@ BASELINE = ROOT.parent / "shared" / "tools" / "torch-baseline"
 PRIOR_NAME = {("reference", "top"): "Top", ("reference", "bottom"): "Bottom", ("small", "top"): "TopSmall",
               ("small", "bottom"): "BottomSmall"}
 RAW = []
+JSON_OUT = None  # --json-out: rewritten after every run, so an interrupted comparison keeps what it measured
+
+
+def record(entry):
+    RAW.append(entry)
+    if JSON_OUT:
+        Path(JSON_OUT).write_text(json.dumps(RAW, indent=1))
 
 
 def log(msg):
@@ -47,7 +56,7 @@ def run_json(cmd, env=None, what=""):
     log("  %.1f s, rc %d" % (time.perf_counter() - t, p.returncode))
     if p.returncode != 0:
         log("  FAILED: " + (p.stderr.strip().splitlines() or ["?"])[-1])
-        RAW.append({"what": what, "cmd": cmd, "rc": p.returncode, "stderr": p.stderr[-2000:]})
+        record({"what": what, "cmd": cmd, "rc": p.returncode, "stderr": p.stderr[-2000:]})
         return None
     return p.stdout
 
@@ -65,7 +74,7 @@ def ours(a, prior, workload, batch):
     b = runs[0]
     scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b.get("time_unit", "ns")]
     b["seconds"] = b["real_time"] * scale
-    RAW.append({"what": "ours", "name": b["name"], "result": b})
+    record({"what": "ours", "name": b["name"], "result": b})
     return b
 
 
@@ -85,7 +94,7 @@ def torch_side(a, workload, prior, batch, sdpa=False, bf16=False):
     if out is None:
         return None
     r = json.loads(out.strip().splitlines()[-1])
-    RAW.append({"what": "torch", "result": r})
+    record({"what": "torch", "result": r})
     return r
 
 
@@ -99,7 +108,7 @@ def stream(a):
     for b in json.loads(out)["benchmarks"]:
         kind = b["name"].split("/")[0].replace("Stream_", "").lower()
         res[kind if "/threads:2/" in b["name"] else kind + "1"] = b["bytes_per_second"]
-    RAW.append({"what": "stream", "result": res})
+    record({"what": "stream", "result": res})
     return res
 
 
@@ -145,7 +154,16 @@ def main():
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--no-sample", action="store_true")
     ap.add_argument("--json-out")
+    ap.add_argument("--from-json", help="print the tables of an earlier --json-out file (measures nothing)")
     a = ap.parse_args()
+    if a.from_json:
+        RAW.extend(json.loads(Path(a.from_json).read_text()))
+        config, tv, sdpa, a.bf16, train, fwd, cached, naive, bw = from_raw(RAW)
+        a.config, a.quick, a.json_out = config or a.config, False, None
+        a.torch_steps, a.heights = 3, 5
+        render(a, tv, sdpa, train, fwd, cached, naive, bw)
+        finish()
+        return
     if a.torch is None:
         installed = Path(os.environ.get("TORCH_BASELINE_DIR", "/opt/torch-baseline")) / "venv" / "bin" / "python"
         a.torch = "%s python" % BASELINE if installed.exists() else "/usr/bin/python3"
@@ -162,6 +180,8 @@ def main():
     has_sdpa = not a.no_sdpa and tv.split(".")[0] not in ("0", "1", "?")
 
     train, fwd, cached, naive = {}, {}, {}, {}
+    global JSON_OUT
+    JSON_OUT = a.json_out
     for prior in priors:
         for b in a.batches:
             key = (prior, b)
@@ -180,7 +200,46 @@ def main():
                 if a.bf16:
                     naive[key]["bf16"] = torch_side(a, "naive", prior, b, bf16=True)
     bw = stream(a) if not a.no_sample else {}
+    render(a, tv, has_sdpa, train, fwd, cached, naive, bw)
+    finish()
 
+
+def from_raw(raw):
+    """The tables' inputs from a --json-out file (also one an interrupted run left)."""
+    prior_of = {v: k for k, v in PRIOR_NAME.items()}
+    train, fwd, cached, naive, bw, tv, sdpa, bf16 = {}, {}, {}, {}, {}, "?", False, False
+    config = None
+    for e in raw:
+        if e.get("rc"):
+            continue
+        r = e["result"]
+        if e["what"] == "stream":
+            bw = r
+        elif e["what"] == "ours":
+            base, batch = e["name"].split("/")[:2]
+            _, name, workload = base.split("_")
+            config, prior = prior_of[name]
+            key = (prior, int(batch.split(":")[1]))
+            r["seconds"] = r["real_time"] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[r.get("time_unit", "ns")]
+            if workload == "Train":
+                train.setdefault(key, {})["ours"] = r
+            elif workload == "Forward":
+                fwd[key] = r
+            else:
+                cached[key] = r
+        elif e["what"] == "torch":
+            tv, config = r["torch"], r["config"]
+            key = (r["prior"], r["batch"])
+            slot = "sdpa" if r["sdpa"] else "bf16" if r["bf16"] else "torch"
+            sdpa, bf16 = sdpa or r["sdpa"], bf16 or r["bf16"]
+            (train if r["workload"] == "train" else naive).setdefault(key, {})[slot] = r
+    for key in cached:
+        fwd.setdefault(key, None)
+        naive.setdefault(key, {})
+    return config, tv, sdpa, bf16, train, fwd, cached, naive, bw
+
+
+def render(a, tv, has_sdpa, train, fwd, cached, naive, bw):
     print("## PixelSNAIL priors (%s configurations): vqvae2 vs PyTorch%s\n" % (a.config, " (quick)" if a.quick else ""))
     print(machine_line(tv) + "\n")
     if train:
@@ -258,6 +317,9 @@ def main():
                   "process's CPU time over wall time (about 1 when the sampler keeps one core busy: then the 1-thread floor applies, 2 for both).\n")
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(RAW, indent=1))
+
+
+def finish():
     failed = [r for r in RAW if r.get("rc")]
     if failed:
         print("Failed: " + "; ".join(r["what"] for r in failed))

@@ -1,7 +1,8 @@
 // vqvae2_train_prior: trains a PixelSNAIL prior (top, or bottom conditioned on
 // the top codes) on a code file written by vqvae2_extract_codes.
 // Writes <out>/checkpoint.bin (atomically, every epoch, on Ctrl-C and at the
-// end), <out>/loss_steps.csv, <out>/loss_epochs.csv and <out>/loss_curve.png.
+// end), <out>/loss_steps.csv, <out>/loss_epochs.csv and <out>/loss_curve.png, and
+// <out>/last_validation.json when a --minutes budget ends inside an epoch.
 // The checkpoint records the level and the VQ-VAE-2 the codes came from, so a
 // resumed run refuses codes of another VQ-VAE-2 and sampling refuses a prior
 // trained on another model's codes.
@@ -117,6 +118,22 @@ int run(const Args& a, const std::shared_ptr<const data::CodeSet>& codes, const 
                     static_cast<long long>(trainer.position.epoch + 1), s.loss, s.accuracy);
       text = extra;
       return loader.batch().dim(0);
+    }
+    void end_of_budget() {
+      if (!val) return;
+      const auto v = trainer.evaluate(*val, a.batch);
+      const double epochs = static_cast<double>(trainer.position.epoch) +
+                            static_cast<double>(trainer.position.batch) / static_cast<double>(batches_per_epoch());
+      std::fprintf(stderr,
+                   "at the end of the budget (step %lld, epoch %.2f): validation NLL %.4f nats/code, %.4f bits/code, "
+                   "top-1 accuracy %.3f\n",
+                   static_cast<long long>(trainer.step_count()), epochs, v.nll, v.bits, v.accuracy);
+      char json[256];
+      std::snprintf(json, sizeof json,
+                    "{\"step\": %lld, \"epochs\": %.4f, \"val_nll_nats\": %.6f, \"val_bits_per_code\": %.6f, "
+                    "\"val_accuracy\": %.6f}\n",
+                    static_cast<long long>(trainer.step_count()), epochs, v.nll, v.bits, v.accuracy);
+      io::write_file_atomic((fs::path(a.out) / "last_validation.json").string(), json);
     }
     void end_epoch(double seconds) {
       train::PriorEpochStats e;

@@ -9,6 +9,8 @@
 //   long long step(std::string& text);    // one step on the next batch: images used; text for the bar
 //   void end_epoch(double seconds);        // validation, history, one printed line
 //   void save();                           // checkpoint and logs, atomically
+// and optionally
+//   void end_of_budget();  // the --minutes budget ended inside an epoch: a last validation
 // and run_epochs() drives it.
 #pragma once
 
@@ -93,6 +95,10 @@ LoopResult run_epochs(Job& job, const LoopOptions& o) {
   progress.finish();
   r.interrupted = interrupted();
   r.minutes = minutes_used();
+  // A budget that ends inside an epoch would otherwise leave no validation number for
+  // the time spent (a short run of a large model may never finish an epoch).
+  if constexpr (requires { job.end_of_budget(); })
+    if (r.out_of_time && !r.interrupted && pos.batch > 0) job.end_of_budget();
   if (r.interrupted) std::fprintf(stderr, "interrupted: checkpoint saved to %s\n", o.checkpoint.c_str());
   if (r.out_of_time)
     std::fprintf(stderr, "time budget of %.1f minutes reached: checkpoint saved to %s\n", o.minutes,

@@ -82,8 +82,10 @@ gen=("$bin/vqvae2_generate" --vqvae "$run/vqvae/checkpoint.bin" --top "$run/prio
 
 say "done"
 last_row() {
-  if [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge 2 ]; then
-    tail -n 1 "$1"
+  if [ "$(wc -l <"$1/loss_epochs.csv" 2>/dev/null || echo 0)" -ge 2 ]; then
+    tail -n 1 "$1/loss_epochs.csv"
+  elif [ -f "$1/last_validation.json" ]; then
+    echo "none finished; at the end of the budget $(cat "$1/last_validation.json")"
   else
     echo "none finished (the budget ended inside the first epoch)"
   fi
@@ -93,9 +95,9 @@ cat <<EOF
 === vqvae2 workflow summary: $name ($(($(date +%s) - start)) s) ===
 VQ-VAE-2 ($config):       $(grep -o '"ssim_mean": [0-9.]*' "$run/reconstruct_test/summary.json" | sed 's/"ssim_mean"/test SSIM/'), \
 $(grep -o '"psnr_mean_db": [0-9.]*' "$run/reconstruct_test/summary.json" | sed 's/"psnr_mean_db": /PSNR /') dB
-top prior ($prior_config):    last epoch $(last_row "$run/prior_top/loss_epochs.csv")
+top prior ($prior_config):    last epoch $(last_row "$run/prior_top")
                           (columns: $(head -n 1 "$run/prior_top/loss_epochs.csv"))
-bottom prior ($prior_config): last epoch $(last_row "$run/prior_bottom/loss_epochs.csv")
+bottom prior ($prior_config): last epoch $(last_row "$run/prior_bottom")
 samples:                  $(head -n 1 "$run/generated/summary.txt")
 
 pictures:
