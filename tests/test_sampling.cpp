@@ -35,6 +35,33 @@ Tensor<std::int32_t, Cpu> random_codes(std::int64_t B, std::int64_t H, std::int6
 
 }  // namespace
 
+TEST_CASE("The cached sampler's product y = w x + b equals a double-precision one at every batch size") {
+  using namespace vqvae2::sample::cached_detail;
+  Generator g(7);
+  // 4-row blocks with a remainder (13 rows), batches around the 8-sample vector and the 32-sample block.
+  for (const Eigen::Index B : {1, 2, 7, 8, 9, 31, 32, 33, 41}) {
+    const Eigen::Index rows = 13, K = 37;
+    RowMat w(rows, K);
+    Vec bias(rows);
+    Mat x(K, B), y(rows, B);
+    for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = g.uniform01() - 0.5f;
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = g.uniform01() - 0.5f;
+    for (Eigen::Index i = 0; i < rows; ++i) bias[i] = g.uniform01() - 0.5f;
+    std::vector<float> xt(static_cast<std::size_t>(K * padded_batch(B)), 123.0f);  // stale contents
+    y.setConstant(99.0f);
+    affine(w, bias, x, y, xt.data());
+    double worst = 0;
+    for (Eigen::Index o = 0; o < rows; ++o)
+      for (Eigen::Index b = 0; b < B; ++b) {
+        double ref = bias[o];
+        for (Eigen::Index k = 0; k < K; ++k) ref += static_cast<double>(w(o, k)) * x(k, b);
+        worst = std::max(worst, std::abs(ref - y(o, b)));
+      }
+    INFO("batch " << B);
+    CHECK(worst < 1e-5);
+  }
+}
+
 TEST_CASE("draw_code: inverse CDF over softmax(logits / T), restricted to the top k") {
   const float logits[5] = {0.0f, 2.0f, -1.0f, 2.0f, 1.0f};
   DrawScratch scratch;

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -81,10 +82,84 @@ inline float elu(float x) { return ops::Elu::forward(x); }
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// out[r][0:8*NC] = sum_k w[r, k] xt[k, 0:8*NC] for 4 rows r at once: xt holds the
+// batch contiguous per k (8 samples to a vector), so every weight is read once, from
+// memory, and used for 8 * NC samples. (Eigen's general product packs every block of
+// the weight matrix into a buffer before multiplying it, on every call: for a weight
+// used once per step that copy costs more than the product.)
+using Float8 = float __attribute__((vector_size(32)));  // 8 lanes: AVX2's vector, half of AVX-512's
+
+template <int NC>
+inline void rows_times_batch(const float* w, Eigen::Index ld, Eigen::Index K, const float* xt, Eigen::Index xt_ld,
+                             float out[4][8 * NC]) {
+  Float8 acc[4][NC] = {};  // local: the compiler keeps them in registers (nothing aliases them)
+  const float *w0 = w, *w1 = w + ld, *w2 = w + 2 * ld, *w3 = w + 3 * ld;
+  for (Eigen::Index k = 0; k < K; ++k) {
+    const float* xk = xt + k * xt_ld;
+    const float a = w0[k], b = w1[k], c = w2[k], d = w3[k];
+    for (int j = 0; j < NC; ++j) {
+      Float8 x;
+      std::memcpy(&x, xk + 8 * j, sizeof x);
+      acc[0][j] += a * x;
+      acc[1][j] += b * x;
+      acc[2][j] += c * x;
+      acc[3][j] += d * x;
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int j = 0; j < NC; ++j) std::memcpy(out[r] + 8 * j, &acc[r][j], sizeof(Float8));
+}
+
+// Rows [r0, r0 + n) of y [out x B] = w x + bias, from xt [K x Bp] (x transposed, the
+// batch padded to Bp, a multiple of 8, with zeros).
+inline void affine_rows_batch(const RowMat& w, const Vec& bias, const float* xt, Eigen::Index Bp, Eigen::Index B,
+                              Eigen::Index r0, Eigen::Index n, Mat& y) {
+  const Eigen::Index K = w.cols();
+  Eigen::Index o = r0;
+  const Eigen::Index end = r0 + n;
+  for (; o + 4 <= end; o += 4)
+    for (Eigen::Index c0 = 0; c0 < Bp; c0 += 32) {
+      float acc[4][32];
+      const Eigen::Index width = std::min<Eigen::Index>(32, Bp - c0);
+      const float* w_o = w.data() + o * K;
+      switch (width / 8) {
+        case 1:
+          rows_times_batch<1>(w_o, K, K, xt + c0, Bp, reinterpret_cast<float(*)[8]>(acc));
+          break;
+        case 2:
+          rows_times_batch<2>(w_o, K, K, xt + c0, Bp, reinterpret_cast<float(*)[16]>(acc));
+          break;
+        case 3:
+          rows_times_batch<3>(w_o, K, K, xt + c0, Bp, reinterpret_cast<float(*)[24]>(acc));
+          break;
+        default:
+          rows_times_batch<4>(w_o, K, K, xt + c0, Bp, acc);
+          break;
+      }
+      const float* flat = &acc[0][0];
+      for (int r = 0; r < 4; ++r)
+        for (Eigen::Index b = c0; b < std::min(B, c0 + width); ++b)
+          y(o + r, b) = flat[r * width + (b - c0)] + bias[o + r];
+    }
+  for (; o < end; ++o)  // the last rows when n is not a multiple of 4
+    for (Eigen::Index b = 0; b < B; ++b) {
+      float s = 0;
+      for (Eigen::Index k = 0; k < K; ++k) s += w(o, k) * xt[k * Bp + b];
+      y(o, b) = s + bias[o];
+    }
+}
+
+// The batch padding of affine()'s scratch: xt holds K x padded_batch(B) floats.
+inline Eigen::Index padded_batch(Eigen::Index B) { return (B + 7) / 8 * 8; }
+
 // y = w x + bias. A large weight's rows are split across the threads: at batch 1 a
 // step streams every weight once, and one core alone cannot draw the memory bandwidth.
-inline void affine(const RowMat& w, const Vec& bias, const Mat& x, Mat& y) {
-  const Eigen::Index rows = w.rows();
+// Batch 1 is a matrix-vector product (Eigen's streams the weight once); a larger batch
+// goes through rows_times_batch on x transposed into xt (padded_batch(B) x K floats,
+// the caller's, so that a step allocates nothing).
+inline void affine(const RowMat& w, const Vec& bias, const Mat& x, Mat& y, float* xt = nullptr) {
+  const Eigen::Index rows = w.rows(), B = x.cols(), K = w.cols(), Bp = padded_batch(B);
+  const bool batched = B > 1 && xt;
 #pragma omp parallel if (w.size() * x.cols() >= (1 << 17))
   {
 #if defined(_OPENMP)
@@ -92,9 +167,24 @@ inline void affine(const RowMat& w, const Vec& bias, const Mat& x, Mat& y) {
 #else
     const int nt = 1, t = 0;
 #endif
-    const Eigen::Index r0 = rows * t / nt, n = rows * (t + 1) / nt - r0;
-    y.middleRows(r0, n).noalias() = w.middleRows(r0, n) * x;
-    y.middleRows(r0, n).colwise() += bias.segment(r0, n);
+    if (batched) {  // each thread transposes its share of x, then all of xt is read
+      for (Eigen::Index k = K * t / nt; k < K * (t + 1) / nt; ++k) {
+        for (Eigen::Index b = 0; b < B; ++b) xt[k * Bp + b] = x(k, b);
+        for (Eigen::Index b = B; b < Bp; ++b) xt[k * Bp + b] = 0;
+      }
+#pragma omp barrier
+    }
+    // Row ranges in multiples of 4 (rows_times_batch's block).
+    const Eigen::Index blocks = (rows + 3) / 4, b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
+    const Eigen::Index r0 = std::min(rows, 4 * b0), n = std::min(rows, 4 * b1) - r0;
+    if (n > 0) {
+      if (batched) {
+        affine_rows_batch(w, bias, xt, Bp, B, r0, n, y);
+      } else {
+        y.middleRows(r0, n).noalias() = w.middleRows(r0, n) * x;
+        y.middleRows(r0, n).colwise() += bias.segment(r0, n);
+      }
+    }
   }
 }
 
@@ -106,7 +196,8 @@ struct PositionConv {
   std::vector<std::pair<int, int>> offsets;  // per kept tap: the input read is (r + di, c + dj)
   RowMat w;                                  // [out x taps * in]
   Vec bias;
-  Mat gathered;  // [taps * in x B]
+  Mat gathered;                   // [taps * in x B]
+  std::vector<float> gathered_t;  // gathered transposed, for affine() at batch > 1
 
   void build(Context<Cpu>& ctx, nn::WNConv2d<float, Cpu>& conv) {
     const Tensor<float, Cpu>& wt = conv.compute_weight(ctx);
@@ -137,7 +228,10 @@ struct PositionConv {
     if (conv.has_bias())
       for (int o = 0; o < out; ++o) bias[o] = conv.bias().value[o];
   }
-  void prepare(std::int64_t B) { gathered.resize(w.cols(), B); }
+  void prepare(std::int64_t B) {
+    gathered.resize(w.cols(), B);
+    gathered_t.assign(static_cast<std::size_t>(w.cols() * padded_batch(B)), 0.0f);
+  }
   // Positions its input cache must keep: only the current one when the only tap is it.
   std::int64_t input_positions(std::int64_t P) const {
     return offsets.size() == 1 && offsets[0] == std::pair<int, int>{0, 0} ? 1 : P;
@@ -153,7 +247,7 @@ struct PositionConv {
       else
         rows = x.column(static_cast<std::int64_t>(rr) * W + cc);
     }
-    affine(w, bias, gathered, y);
+    affine(w, bias, gathered, y, gathered_t.data());
   }
 };
 
