@@ -8,6 +8,9 @@
 //   PixelSNAIL_<Prior>_Train/batch:B/real_time
 //       zero_grad, forward (training mode: dropout on), softmax cross-entropy against the
 //       input codes, backward, Adam step (lr 3e-4). The first step (allocation) is untimed.
+//   PixelSNAIL_<Prior>_TrainBF16/batch:B/real_time
+//       the same step with the bf16 precision policy (bf16_native 0: the CPU lacks
+//       AVX-512 BF16 and it ran in fp32).
 //   PixelSNAIL_<Prior>_Forward/batch:B/real_time
 //       the forward in evaluation mode: the cost of one position of the naive sampler
 //       (sample::sample_naive runs it height*width times per batch).
@@ -153,11 +156,12 @@ struct Setup {
   }
 };
 
-template <class Config>
+template <class Config, bool BF16 = false>
 void BM_Train(benchmark::State& state) {
   const std::int64_t B = state.range(0);
   Setup<Config> s(B);
   s.ctx.training = true;
+  s.m.set_precision(BF16 ? Precision::bf16 : Precision::fp32);
   nn::SoftmaxCrossEntropy<float> ce;
   train::Adam<float> adam(s.m, train::AdamOptions{.lr = 3e-4});
   auto step = [&] {
@@ -172,6 +176,7 @@ void BM_Train(benchmark::State& state) {
   state.counters["img/s"] = benchmark::Counter(static_cast<double>(B), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["FLOPS"] =
       benchmark::Counter(3 * 2 * forward_macs<Config>() * B, benchmark::Counter::kIsIterationInvariantRate);
+  if (BF16) state.counters["bf16_native"] = ops::onednn::bf16_native();
   s.common_counters(state);
 }
 
@@ -216,6 +221,12 @@ template <class Config>
 void register_prior(const std::string& prior) {
   const std::string base = "PixelSNAIL_" + prior + "_";
   benchmark::RegisterBenchmark((base + "Train").c_str(), BM_Train<Config>)
+      ->ArgName("batch")
+      ->Arg(1)
+      ->Arg(8)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark((base + "TrainBF16").c_str(), BM_Train<Config, true>)
       ->ArgName("batch")
       ->Arg(1)
       ->Arg(8)

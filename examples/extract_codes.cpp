@@ -7,6 +7,7 @@
 
 #include "cli.hpp"
 #include "configs.hpp"
+#include "precision.hpp"
 #include "vqvae2/data/code_file.hpp"
 #include "vqvae2/train/vqvae_trainer.hpp"
 
@@ -19,12 +20,15 @@ struct Args {
   std::string checkpoint, data, split = "train", out;
   int batch = 32, threads = 2;
   bool any_size = false;
+  std::string precision = "fp32";
+  Precision run_precision = Precision::fp32;
 };
 
 template <class Config>
 int run(const Args& a) {
   Context<Cpu> ctx(a.threads);
   train::VQVAETrainer<Config> trainer(ctx, {});
+  trainer.model().set_precision(a.run_precision);
   trainer.load(a.checkpoint);
   const auto files = data::list_pngs(data::oasis_split_folder(a.data, a.split));
   data::LoadOptions lo;
@@ -59,11 +63,13 @@ int main(int argc, char** argv) {
       .option("out", &a.out, "code file to write (required)")
       .option("batch", &a.batch, "images per batch (only one batch of images is in memory)")
       .option("threads", &a.threads, "CPU threads")
+      .option("precision", &a.precision, cli::kPrecisionHelp)
       .flag("any-size", &a.any_size, "accept any common image size whose sides are multiples of 8 (default: 256x256)");
   try {
     if (!p.parse(argc, argv)) return 0;
     VQVAE2_CHECK(!a.checkpoint.empty() && !a.data.empty() && !a.out.empty(),
                  "vqvae2_extract_codes: --checkpoint, --data and --out are required (see --help).");
+    a.run_precision = cli::resolve_precision("vqvae2_extract_codes", a.precision);
     VQVAE2_CHECK(a.batch > 0, "vqvae2_extract_codes: --batch must be positive, got ", a.batch, ".");
     const std::string fingerprint = train::Checkpoint::load(a.checkpoint).fingerprint();
     return cli::with_config(fingerprint, true, [&]<class Config>() { return run<Config>(a); });

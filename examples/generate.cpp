@@ -17,6 +17,7 @@
 
 #include "cli.hpp"
 #include "configs.hpp"
+#include "precision.hpp"
 #include "vqvae2/core/io.hpp"
 #include "vqvae2/data/code_file.hpp"
 #include "vqvae2/data/image_folder.hpp"
@@ -40,6 +41,8 @@ struct Args {
   double temperature = 1.0;
   long long seed = 1;
   bool from_test = false, likelihood = false;
+  std::string precision = "fp32";
+  Precision run_precision = Precision::fp32;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -66,6 +69,11 @@ class SliceGenerator {
       have_top_ = true;
     }
     sample::load_prior_weights(a.bottom, "bottom", fp, hash, bottom_);
+    // The decoder and the priors' whole-network passes (naive sampler, likelihood); the
+    // cached sampler computes its columns in fp32 whatever the policy.
+    vq_.model().set_precision(a.run_precision);
+    top_.set_precision(a.run_precision);
+    bottom_.set_precision(a.run_precision);
     ctx_.training = false;
   }
 
@@ -324,10 +332,14 @@ int main(int argc, char** argv) {
       .flag("from-test", &a.from_test, "keep each slice's top codes and resample the bottom codes")
       .option("complete", &a.complete,
               "keep the first ROWS rows of the top code map (2*ROWS bottom) and sample the rest")
-      .flag("likelihood", &a.likelihood, "per-position NLL heat maps and bits per code of real slices");
+      .flag("likelihood", &a.likelihood, "per-position NLL heat maps and bits per code of real slices")
+      .option("precision", &a.precision,
+              std::string(cli::kPrecisionHelp) +
+                  "; for the decoder, --sampler naive and --likelihood (the cached sampler computes in fp32)");
   try {
     if (!p.parse(argc, argv)) return 0;
     VQVAE2_CHECK(!a.vqvae.empty() && !a.bottom.empty(), "vqvae2_generate: --vqvae and --bottom are required.");
+    a.run_precision = cli::resolve_precision("vqvae2_generate", a.precision);
     VQVAE2_CHECK(a.sampler == "cached" || a.sampler == "naive",
                  "vqvae2_generate: --sampler must be cached or naive, got '", a.sampler, "'.");
     VQVAE2_CHECK(a.n >= 1 && a.batch >= 1, "vqvae2_generate: --n and --batch must be positive.");

@@ -10,6 +10,7 @@
 
 #include "cli.hpp"
 #include "configs.hpp"
+#include "precision.hpp"
 #include "vqvae2/core/io.hpp"
 #include "vqvae2/data/png.hpp"
 #include "vqvae2/metrics/ssim.hpp"
@@ -25,6 +26,8 @@ struct Args {
   std::string checkpoint, data, split = "test", out;
   int batch = 16, grid = 8, threads = 2;
   bool save_images = false;
+  std::string precision = "fp32";
+  Precision run_precision = Precision::fp32;
 };
 
 template <class Config>
@@ -32,6 +35,7 @@ int run(const Args& a) {
   Context<Cpu> ctx(a.threads);
   train::VQVAETrainer<Config> trainer(ctx, {});
   trainer.load(a.checkpoint);
+  trainer.model().set_precision(a.run_precision);
   auto& model = trainer.model();
   data::ImageSet set = data::load_oasis_split(a.data, a.split);
   fs::create_directories(a.out);
@@ -112,10 +116,12 @@ int main(int argc, char** argv) {
       .option("batch", &a.batch, "batch size")
       .option("grid", &a.grid, "number of images in grid.png")
       .option("threads", &a.threads, "CPU threads")
+      .option("precision", &a.precision, cli::kPrecisionHelp)
       .flag("save-images", &a.save_images, "also write every reconstruction as an 8-bit PNG under its source name");
   try {
     if (!p.parse(argc, argv)) return 0;
     VQVAE2_CHECK(!a.checkpoint.empty() && !a.data.empty(), "vqvae2_reconstruct: --checkpoint and --data are required.");
+    a.run_precision = cli::resolve_precision("vqvae2_reconstruct", a.precision);
     if (a.out.empty()) a.out = (fs::path(a.checkpoint).parent_path() / ("reconstruct_" + a.split)).string();
     const std::string fingerprint = train::Checkpoint::load(a.checkpoint).fingerprint();
     return cli::with_config(fingerprint, true, [&]<class Config>() { return run<Config>(a); });

@@ -12,6 +12,7 @@
 
 #include "cli.hpp"
 #include "configs.hpp"
+#include "precision.hpp"
 #include "training_loop.hpp"
 #include "vqvae2/data/code_file.hpp"
 #include "vqvae2/train/prior_trainer.hpp"
@@ -26,6 +27,8 @@ struct Args {
   int epochs = 10, batch = 16, threads = 2;
   double lr = 3e-4, minutes = 0;
   long long seed = 1;
+  std::string precision = "fp32";
+  Precision run_precision = Precision::fp32;
 };
 
 template <class Trainer>
@@ -62,6 +65,7 @@ int run(const Args& a, const std::shared_ptr<const data::CodeSet>& codes, const 
   train::PriorTrainOptions to;
   to.lr = a.lr;
   to.seed = static_cast<std::uint64_t>(a.seed);
+  to.precision = a.run_precision;
   Trainer trainer(ctx, to);
   trainer.check_codes(*codes, a.codes, "");
 
@@ -180,7 +184,8 @@ int main(int argc, char** argv) {
       .option("lr", &a.lr, "Adam learning rate")
       .option("seed", &a.seed, "seed of initialisation, dropout and shuffling")
       .option("resume", &a.resume, "auto (resume <out>/checkpoint.bin if present), none, or a checkpoint path")
-      .option("threads", &a.threads, "CPU threads");
+      .option("threads", &a.threads, "CPU threads")
+      .option("precision", &a.precision, cli::kPrecisionHelp);
   try {
     if (!p.parse(argc, argv)) return 0;
     VQVAE2_CHECK(a.hier == "top" || a.hier == "bottom", "vqvae2_train_prior: --hier must be top or bottom, got '",
@@ -188,6 +193,7 @@ int main(int argc, char** argv) {
     VQVAE2_CHECK(!a.codes.empty() && !a.out.empty(),
                  "vqvae2_train_prior: --codes and --out are required (see --help).");
     VQVAE2_CHECK(a.batch > 0, "vqvae2_train_prior: --batch must be positive, got ", a.batch, ".");
+    a.run_precision = cli::resolve_precision("vqvae2_train_prior", a.precision);
     auto codes = std::make_shared<const data::CodeSet>(data::read_code_file(a.codes));
     std::unique_ptr<data::CodeSet> val;
     if (!a.val_codes.empty()) val = std::make_unique<data::CodeSet>(data::read_code_file(a.val_codes));

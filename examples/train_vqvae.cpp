@@ -8,6 +8,7 @@
 
 #include "cli.hpp"
 #include "configs.hpp"
+#include "precision.hpp"
 #include "training_loop.hpp"
 #include "vqvae2/core/io.hpp"
 #include "vqvae2/train/schedule.hpp"
@@ -25,6 +26,8 @@ struct Args {
   double lr = 3e-4, minutes = 0, commitment = 0.25;
   long long seed = 1, max_images = 0;
   bool no_validation = false;
+  std::string precision = "fp32";
+  Precision run_precision = Precision::fp32;
 };
 
 template <class Trainer>
@@ -82,6 +85,7 @@ int run(const Args& a) {
   to.commitment_weight = a.commitment;
   to.seed = static_cast<std::uint64_t>(a.seed);
   to.dead_code_restart = a.dead_code_restart;
+  to.precision = a.run_precision;
   train::VQVAETrainer<Config> trainer(ctx, to);
 
   fs::create_directories(a.out);
@@ -176,11 +180,13 @@ int main(int argc, char** argv) {
       .option("seed", &a.seed, "seed of initialisation and shuffling")
       .option("resume", &a.resume, "auto (resume <out>/checkpoint.bin if present), none, or a checkpoint path")
       .option("threads", &a.threads, "CPU threads")
+      .option("precision", &a.precision, cli::kPrecisionHelp)
       .option("max-images", &a.max_images, "use only the first N training images (0: all)")
       .flag("no-validation", &a.no_validation, "skip the validation pass at each epoch end");
   try {
     if (!p.parse(argc, argv)) return 0;
     VQVAE2_CHECK(!a.data.empty(), "vqvae2_train_vqvae: --data is required (see --help).");
+    a.run_precision = cli::resolve_precision("vqvae2_train_vqvae", a.precision);
     return cli::with_config(a.config, false, [&]<class Config>() { return run<Config>(a); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nerror: %s\n", e.what());

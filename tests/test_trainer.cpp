@@ -2,7 +2,7 @@
 
 #include <filesystem>
 
-#include "vqvae2/data/nifti_import.hpp"
+#include "support/real_slices.hpp"
 #include "vqvae2/train/vqvae_trainer.hpp"
 
 using namespace vqvae2;
@@ -111,20 +111,12 @@ TEST_CASE("Loading a checkpoint of another configuration fails with one sentence
 // A short real run: real T1 brain slices (the shared OASIS-like set when present,
 // otherwise Debian's mricron-data template imported by our own importer).
 TEST_CASE("Smoke run on real brain slices: the loss falls by at least 3x in 60 steps") {
-  fs::path root = fs::path(VQVAE2_SHARED_DATA_DIR) / "colin27_ch2bet";
-  if (!fs::exists(root / "keras_png_slices_train")) {
-    const fs::path volume = "/usr/share/mricron/templates/ch2bet.nii.gz";
-    if (!fs::exists(volume)) {
-      MESSAGE("no real brain data on this machine (neither ../shared nor mricron-data): skipped");
-      return;
-    }
-    root = fs::path(tmp_path("ch2bet_import"));
-    if (!fs::exists(root / "keras_png_slices_train")) data::import_nifti(volume, root);
+  const auto root = test::real_slice_root();
+  if (!root) {
+    MESSAGE("no real brain data on this machine (neither ../shared nor mricron-data): skipped");
+    return;
   }
-  auto train_set = std::make_shared<data::ImageSet>(data::load_oasis_split(root, "train"));
-  train_set->count = 16;  // a few real slices
-  train_set->pixels.resize(static_cast<std::size_t>(16 * train_set->image_bytes()));
-  train_set->names.resize(16);
+  auto train_set = test::first_train_slices(*root, 16);  // a few real slices
   data::LoaderOptions lo;
   lo.batch_size = 4;
   train::VQVAETrainOptions opt;

@@ -13,6 +13,7 @@
 #endif
 
 #include "vqvae2/core/device.hpp"
+#include "vqvae2/core/precision.hpp"
 
 namespace dnnl {
 struct engine;
@@ -60,6 +61,9 @@ class Context<Cpu> {
 
   // Training switches dropout and the quantiser's EMA updates on.
   bool training = true;
+  // Precision of the convolutions run on this context (core/precision.hpp); models set it
+  // for their own forward and backward.
+  Precision precision = Precision::fp32;
 };
 
 }  // namespace vqvae2

@@ -69,6 +69,11 @@ class PixelSNAIL {
 
   static std::string fingerprint() { return "pixelsnail/" + pixelsnail_config_fingerprint<Config>(); }
 
+  // Precision of the convolutions in forward and backward (core/precision.hpp); the
+  // loss, the attention's softmax and every parameter stay fp32.
+  void set_precision(Precision p) { precision_ = p; }
+  Precision precision() const { return precision_; }
+
   PixelSNAIL()
       : horizontal_(Config::n_class, Config::channel, kStemKernel / 2, kStemKernel,
                     nn::causal_geometry(kStemKernel / 2, kStemKernel, nn::CausalPadding::Down)),
@@ -114,6 +119,7 @@ class PixelSNAIL {
     check_condition(condition != nullptr, codes.dim(0));
     if (condition) check_codes("condition", *condition, Config::height / 2, Config::width / 2);
     dense_ = false;
+    const PrecisionScope<Context<Device>> precision(ctx, precision_);
     const TensorT& h = horizontal_.forward(ctx, codes);
     const TensorT& v = vertical_.forward(ctx, codes);
     const TensorT* c = nullptr;
@@ -138,6 +144,7 @@ class PixelSNAIL {
                    "PixelSNAIL::forward_onehot: expected a condition [", onehot.dim(0), ", ", Config::n_class, ", ",
                    Config::height / 2, ", ", Config::width / 2, "], got ", condition_onehot->shape().str(), ".");
     dense_ = true;
+    const PrecisionScope<Context<Device>> precision(ctx, precision_);
     const TensorT& h = horizontal_.forward_dense(ctx, onehot);
     const TensorT& v = vertical_.forward_dense(ctx, onehot);
     const TensorT* c = nullptr;
@@ -148,6 +155,7 @@ class PixelSNAIL {
   // dlogits [B, n_class, H, W]: adds every parameter's gradient (+=).
   void backward(Context<Device>& ctx, const TensorT& dlogits) {
     expect_shape("PixelSNAIL::backward", dlogits, head_out_shape_);
+    const PrecisionScope<Context<Device>> precision(ctx, precision_);
     const TensorT* d = &head_elu_.backward(ctx, head_.backward(ctx, dlogits));
     for (auto it = out_res_.rbegin(); it != out_res_.rend(); ++it) d = &(*it)->backward(ctx, *d);
     if (conditioned_run_) {
@@ -267,6 +275,7 @@ class PixelSNAIL {
   nn::WNConv2d<T, Device> head_;
   Generator dropout_gen_{0xD20905ULL};
   bool dense_ = false, conditioned_run_ = false;
+  Precision precision_ = Precision::fp32;
   Shape head_out_shape_, cond_up_shape_;
   TensorT background_, stem_, dcond_, dinput_, dcond_input_;
 };

@@ -203,6 +203,10 @@ class VQVAE2 {
         dec_(2 * Config::embed_dim, Config::in_channels, Config::channels, Config::res_blocks, Config::res_channels,
              4) {
     enc_b_.set_needs_input_grad(false);  // images need no gradient; set_input_grad(true) to get one
+    // The quantisers' inputs stay fp32 under any policy: a code is a nearest-neighbour
+    // decision, and these 1x1 convolutions cost little.
+    quantize_conv_t_.pin_precision(Precision::fp32);
+    quantize_conv_b_.pin_precision(Precision::fp32);
     // One set of gradient buffers for the whole backward (see backward()).
     grads_ = GradBuffers<T, Device>::make();
     enc_b_.set_grad_buffers(grads_);
@@ -216,6 +220,11 @@ class VQVAE2 {
   void set_input_grad(bool on) { enc_b_.set_needs_input_grad(on); }
 
   static std::string fingerprint() { return config_fingerprint<Config>(); }
+
+  // Precision of the convolutions in forward, backward, encode and decode_codes
+  // (core/precision.hpp). Parameters, code books and their EMA stay fp32.
+  void set_precision(Precision p) { precision_ = p; }
+  Precision precision() const { return precision_; }
 
   void init(Generator& g) {
     enc_b_.init(g);
@@ -232,6 +241,7 @@ class VQVAE2 {
   // x: [N, in_channels, H, W] in [-1, 1], H and W multiples of 8. Returns the reconstruction.
   const Tensor<T, Device>& forward(Context<Device>& ctx, const Tensor<T, Device>& x) {
     check_input(x);
+    const PrecisionScope<Context<Device>> precision(ctx, precision_);
     const auto& enc_b = enc_b_.forward(ctx, x);
     const auto& enc_t = enc_t_.forward(ctx, enc_b);
     const auto& quant_t = quantize_t_.forward(ctx, quantize_conv_t_.forward(ctx, enc_t));
@@ -254,6 +264,7 @@ class VQVAE2 {
   // The same with separate weights for the top and bottom commitment terms.
   const Tensor<T, Device>& backward(Context<Device>& ctx, const Tensor<T, Device>& drecon, double weight_top,
                                     double weight_bottom) {
+    const PrecisionScope<Context<Device>> precision(ctx, precision_);
     cat_q_.backward(ctx, dec_.backward(ctx, drecon));
     upsample_t_.backward(ctx, cat_q_.grad_a());
     // upsample_t_ runs no other backward this step, so its input-gradient buffer can
@@ -283,6 +294,7 @@ class VQVAE2 {
   void encode(Context<Device>& ctx, const Tensor<T, Device>& x, Tensor<std::int32_t, Device>& top,
               Tensor<std::int32_t, Device>& bottom) {
     check_input(x);
+    const PrecisionScope<Context<Device>> precision(ctx, precision_);
     const auto& enc_b = enc_b_.forward(ctx, x);
     const auto& enc_t = enc_t_.forward(ctx, enc_b);
     const auto& quant_t = quantize_t_.forward(ctx, quantize_conv_t_.forward(ctx, enc_t));
@@ -301,6 +313,7 @@ class VQVAE2 {
                      bottom.dim(1) == 2 * top.dim(1) && bottom.dim(2) == 2 * top.dim(2),
                  "VQVAE2::decode_codes: top codes ", top.shape().str(), " and bottom codes ", bottom.shape().str(),
                  " do not fit (the bottom map must be twice the top map).");
+    const PrecisionScope<Context<Device>> precision(ctx, precision_);
     const auto& quant_t = quantize_t_.lookup(ctx, top);
     const auto& quant_b = quantize_b_.lookup(ctx, bottom);
     return dec_.forward(ctx, cat_q_.forward(ctx, upsample_t_.forward(ctx, quant_t), quant_b));
@@ -346,6 +359,7 @@ class VQVAE2 {
   Decoder<T, Device> dec_;
   Tensor<T, Device> denc_b_;
   GradBuffers<T, Device> grads_;
+  Precision precision_ = Precision::fp32;
 };
 
 }  // namespace vqvae2::models

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -41,6 +42,7 @@ class Conv2d {
     VQVAE2_CHECK(x.rank() == 4 && x.dim(1) == in_, "Conv2d: input ", x.shape().str(), " does not have the ", in_,
                  " channels of weight ", weight_.shape().str(), ".");
     x_ = x;
+    const PrecisionScope<Context<Device>> precision(ctx, pinned_.value_or(ctx.precision));
     Tensor<T, Device>& y = out_target();
     ops::conv2d_forward(ctx, x, weight_.value, has_bias_ ? &bias_.value : nullptr, y, geometry_);
     y_shape_ = y.shape();
@@ -53,6 +55,7 @@ class Conv2d {
     VQVAE2_CHECK(dy.shape() == y_shape_, "Conv2d: output gradient ", dy.shape().str(),
                  " does not match the forward output ", y_shape_.str(), ".");
     auto* db = has_bias_ ? &bias_.grad : nullptr;
+    const PrecisionScope<Context<Device>> precision(ctx, pinned_.value_or(ctx.precision));
     if (needs_input_grad_) {
       Tensor<T, Device>& dx = grad_target();
       VQVAE2_CHECK(&dy != &dx, "Conv2d: the output gradient is the input-gradient buffer it would overwrite.");
@@ -75,6 +78,8 @@ class Conv2d {
 
   // A first layer whose input needs no gradient can skip the backward-data convolution.
   void set_needs_input_grad(bool on) { needs_input_grad_ = on; }
+  // Runs this layer at precision p whatever the model's policy (ctx.precision).
+  void pin_precision(Precision p) { pinned_ = p; }
 
   Parameter<T, Device>& weight() { return weight_; }
   Parameter<T, Device>& bias() { return bias_; }
@@ -106,6 +111,7 @@ class Conv2d {
   ops::ConvGeometry geometry_;
   bool has_bias_;
   bool needs_input_grad_ = true;
+  std::optional<Precision> pinned_;
   Parameter<T, Device> weight_, bias_;
   Tensor<T, Device> x_, y_, dx_;
   std::shared_ptr<Tensor<T, Device>> grad_buffer_, out_buffer_;

@@ -26,6 +26,7 @@ namespace vqvae2::train {
 struct PriorTrainOptions {
   double lr = 3e-4;  // the reference's
   std::uint64_t seed = 1;
+  Precision precision = Precision::fp32;  // of the prior's convolutions (core/precision.hpp)
 };
 
 struct PriorStepStats {
@@ -72,6 +73,7 @@ class PriorTrainer : public TrainingRun<models::PixelSNAIL<T, Cpu, Config>, Prio
 
   PriorTrainer(Context<Cpu>& ctx, const PriorTrainOptions& opt) : Run(opt.seed, AdamOptions{opt.lr}), ctx_(ctx) {
     this->model().init(this->generator());
+    this->model().set_precision(opt.precision);
     this->add_generator("dropout", &this->model().dropout_generator());
   }
 

@@ -27,7 +27,8 @@ struct VQVAETrainOptions {
   double lr = 3e-4;
   double commitment_weight = 0.25;
   std::uint64_t seed = 1;
-  int dead_code_restart = 0;  // re-seed a code unused for this many steps (0: off)
+  int dead_code_restart = 0;              // re-seed a code unused for this many steps (0: off)
+  Precision precision = Precision::fp32;  // of the model's convolutions (core/precision.hpp)
 };
 
 struct VQVAEStepStats {
@@ -78,6 +79,7 @@ class VQVAETrainer : public TrainingRun<models::VQVAE2<T, Cpu, Config>, VQVAESte
   VQVAETrainer(Context<Cpu>& ctx, const VQVAETrainOptions& opt)
       : Run(opt.seed, AdamOptions{opt.lr}), ctx_(ctx), opt_(opt) {
     this->model().init(this->generator());
+    this->model().set_precision(opt.precision);
     for (auto [name, q] : quantizers()) {
       if (opt.dead_code_restart > 0) q->set_dead_code_restart(opt.dead_code_restart);
       this->add_generator(name + ".restart", &q->restart_generator());

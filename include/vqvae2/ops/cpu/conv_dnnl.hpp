@@ -9,6 +9,10 @@
 // (every buffer is transient within one call), so after the first step nothing
 // is allocated.
 //
+// bf16 (ctx.precision): the primitives take bf16 inputs (the reorders into their
+// layouts convert) and write fp32 outputs, accumulating in fp32; weight and bias
+// gradients are fp32. A shape oneDNN has no bf16 kernel for runs in fp32.
+//
 // Include only from host-compiled code: nvcc 13 cannot parse <dnnl.hpp> in C++20.
 #pragma once
 
@@ -46,6 +50,7 @@ struct ConvKey {
   ConvOp op;
   ConvLayout layout;
   bool bias;
+  bool bf16;  // bf16 inputs, fp32 outputs
   std::int64_t n, cin, h, w, cout, kh, kw, oh, ow;
   ConvGeometry g;
   bool operator==(const ConvKey&) const = default;
@@ -53,7 +58,7 @@ struct ConvKey {
 
 struct ConvKeyHash {
   std::size_t operator()(const ConvKey& k) const {
-    std::size_t s = static_cast<std::size_t>(k.op) * 31 + static_cast<std::size_t>(k.layout) * 7 + k.bias;
+    std::size_t s = static_cast<std::size_t>(k.op) * 31 + static_cast<std::size_t>(k.layout) * 7 + k.bias + 2 * k.bf16;
     auto mix = [&s](std::int64_t v) {
       s ^= std::hash<std::int64_t>{}(v) + 0x9e3779b97f4a7c15ULL + (s << 6) + (s >> 2);
     };
@@ -117,9 +122,21 @@ struct ConvState {
 // intended one ran: plans `automatic` rebuilt in plain NCHW (blocking would pad an
 // image tensor more than twice), and backward-weights runs through the shifted-rows
 // input (ConvPlan::shift_rows). Never reset by clear_cache(); tests reset them.
+// bf16_fallback_plans: bf16 plans oneDNN had no bf16 kernel for, built in fp32 instead.
 struct ConvPathCounts {
-  std::uint64_t plain_fallback_plans = 0, shifted_rows_runs = 0;
+  std::uint64_t plain_fallback_plans = 0, shifted_rows_runs = 0, bf16_fallback_plans = 0;
 };
+
+// Whether oneDNN runs bf16 multiply-adds natively here (AVX-512 BF16, vdpbf16ps, or
+// AMX): without them its bf16 kernels emulate the conversion and lose to fp32.
+inline bool bf16_native() {
+  static const bool native = [] {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+    return (isa & bf16) == bf16;
+  }();
+  return native;
+}
 
 inline ConvPathCounts& path_counts() {
   thread_local ConvPathCounts counts;
@@ -139,11 +156,15 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
   const memory::dims xd{k.n, k.cin, k.h, k.w}, yd{k.n, k.cout, k.oh, k.ow}, wd{k.cout, k.cin, k.kh, k.kw}, bd{k.cout};
   // PyTorch's transposed-conv weight [Cin, Cout, KH, KW] is oneDNN's {OC, IC, KH, KW} stored as iohw.
   const tag wtag = transposed ? tag::iohw : tag::oihw;
-  const memory::desc ux(xd, memory::data_type::f32, tag::nchw), uy(yd, memory::data_type::f32, tag::nchw),
-      uw(wd, memory::data_type::f32, wtag), ub(bd, memory::data_type::f32, tag::x);
-  const memory::desc ax(xd, memory::data_type::f32, plain ? tag::nchw : tag::any),
-      ay(yd, memory::data_type::f32, plain ? tag::nchw : tag::any),
-      aw(wd, memory::data_type::f32, plain ? wtag : tag::any);
+  const auto f32 = memory::data_type::f32, in_type = k.bf16 ? memory::data_type::bf16 : f32;
+  const memory::desc ux(xd, f32, tag::nchw), uy(yd, f32, tag::nchw), uw(wd, f32, wtag), ub(bd, f32, tag::x);
+  // `a*` in the op's input precision, `a*_out` fp32: x is an input of the forward and
+  // backward-weights ops and the output of backward-data, y the reverse, w an input
+  // except of backward-weights (whose gradients are fp32).
+  const auto x_tag = plain ? tag::nchw : tag::any, y_tag = plain ? tag::nchw : tag::any,
+             w_tag = plain ? wtag : tag::any;
+  const memory::desc ax(xd, in_type, x_tag), ay(yd, in_type, y_tag), aw(wd, in_type, w_tag);
+  const memory::desc ax_out(xd, f32, x_tag), ay_out(yd, f32, y_tag), aw_out(wd, f32, w_tag);
   const memory::dims strides{k.g.stride_h, k.g.stride_w}, pl{k.g.pad_top, k.g.pad_left},
       pr{k.g.pad_bottom, k.g.pad_right};
   const auto conv_alg = dnnl::algorithm::convolution_direct;
@@ -159,8 +180,8 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
   memory::desc scratch_md;
   switch (k.op) {
     case ConvOp::fwd: {
-      auto d = k.bias ? dnnl::convolution_forward::desc(train, conv_alg, ax, aw, ub, ay, strides, pl, pr)
-                      : dnnl::convolution_forward::desc(train, conv_alg, ax, aw, ay, strides, pl, pr);
+      auto d = k.bias ? dnnl::convolution_forward::desc(train, conv_alg, ax, aw, ub, ay_out, strides, pl, pr)
+                      : dnnl::convolution_forward::desc(train, conv_alg, ax, aw, ay_out, strides, pl, pr);
       dnnl::convolution_forward::primitive_desc pd(d, attr, eng);
       plan->prim = dnnl::convolution_forward(pd);
       plan->user_md[0] = ux, plan->user_md[1] = uw, plan->user_md[2] = uy;
@@ -173,7 +194,7 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
       dnnl::convolution_forward::primitive_desc hint(
           dnnl::convolution_forward::desc(train, conv_alg, ax, aw, ay, strides, pl, pr), eng);
       dnnl::convolution_backward_data::primitive_desc pd(
-          dnnl::convolution_backward_data::desc(conv_alg, ax, aw, ay, strides, pl, pr), attr, eng, hint);
+          dnnl::convolution_backward_data::desc(conv_alg, ax_out, aw, ay, strides, pl, pr), attr, eng, hint);
       plan->prim = dnnl::convolution_backward_data(pd);
       plan->user_md[0] = uy, plan->user_md[1] = uw, plan->user_md[2] = ux;
       plan->prim_md[0] = pd.diff_dst_desc(), plan->prim_md[1] = pd.weights_desc(),
@@ -188,8 +209,8 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
             k.bias ? dnnl::convolution_forward::desc(train, conv_alg, src, aw, ub, ay, strides, pad_l, pr)
                    : dnnl::convolution_forward::desc(train, conv_alg, src, aw, ay, strides, pad_l, pr),
             eng);
-        auto d = k.bias ? dnnl::convolution_backward_weights::desc(conv_alg, src, aw, ub, ay, strides, pad_l, pr)
-                        : dnnl::convolution_backward_weights::desc(conv_alg, src, aw, ay, strides, pad_l, pr);
+        auto d = k.bias ? dnnl::convolution_backward_weights::desc(conv_alg, src, aw_out, ub, ay, strides, pad_l, pr)
+                        : dnnl::convolution_backward_weights::desc(conv_alg, src, aw_out, ay, strides, pad_l, pr);
         return dnnl::convolution_backward_weights::primitive_desc(d, attr, eng, hint);
       };
       auto pd = make_pd(ax, pl);
@@ -197,7 +218,7 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
       if (!plain && k.g.pad_top > max_top && std::string(pd.impl_info_str()).find("avx512") == std::string::npos) {
         // oneDNN 2.6's AVX-512 kernel wants pad_top <= (kh-1)/2 and falls back to AVX2 (~40% slower).
         const std::int64_t shift = k.g.pad_top - max_top;
-        auto shifted = make_pd(memory::desc({k.n, k.cin, k.h + shift, k.w}, memory::data_type::f32, tag::any),
+        auto shifted = make_pd(memory::desc({k.n, k.cin, k.h + shift, k.w}, in_type, tag::any),
                                memory::dims{max_top, k.g.pad_left});
         if (std::string(shifted.impl_info_str()).find("avx512") != std::string::npos) {
           pd = shifted;
@@ -214,7 +235,7 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
       break;
     }
     case ConvOp::tfwd: {
-      dnnl::deconvolution_forward::desc d(train, deconv_alg, ax, aw, ay, strides, pl, pr);
+      dnnl::deconvolution_forward::desc d(train, deconv_alg, ax, aw, ay_out, strides, pl, pr);
       plan->bias_after = k.bias;
       dnnl::deconvolution_forward::primitive_desc pd(d, attr, eng);
       plan->prim = dnnl::deconvolution_forward(pd);
@@ -228,7 +249,7 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
       dnnl::deconvolution_forward::primitive_desc hint(
           dnnl::deconvolution_forward::desc(train, deconv_alg, ax, aw, ay, strides, pl, pr), eng);
       dnnl::deconvolution_backward_data::primitive_desc pd(
-          dnnl::deconvolution_backward_data::desc(deconv_alg, ax, aw, ay, strides, pl, pr), attr, eng, hint);
+          dnnl::deconvolution_backward_data::desc(deconv_alg, ax_out, aw, ay, strides, pl, pr), attr, eng, hint);
       plan->prim = dnnl::deconvolution_backward_data(pd);
       plan->user_md[0] = uy, plan->user_md[1] = uw, plan->user_md[2] = ux;
       plan->prim_md[0] = pd.diff_dst_desc(), plan->prim_md[1] = pd.weights_desc(),
@@ -242,8 +263,8 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
           k.bias ? dnnl::deconvolution_forward::desc(train, deconv_alg, ax, aw, ub, ay, strides, pl, pr)
                  : dnnl::deconvolution_forward::desc(train, deconv_alg, ax, aw, ay, strides, pl, pr),
           eng);
-      auto d = k.bias ? dnnl::deconvolution_backward_weights::desc(deconv_alg, ax, aw, ub, ay, strides, pl, pr)
-                      : dnnl::deconvolution_backward_weights::desc(deconv_alg, ax, aw, ay, strides, pl, pr);
+      auto d = k.bias ? dnnl::deconvolution_backward_weights::desc(deconv_alg, ax, aw_out, ub, ay, strides, pl, pr)
+                      : dnnl::deconvolution_backward_weights::desc(deconv_alg, ax, aw_out, ay, strides, pl, pr);
       dnnl::deconvolution_backward_weights::primitive_desc pd(d, attr, eng, hint);
       plan->prim = dnnl::deconvolution_backward_weights(pd);
       plan->user_md[0] = ux, plan->user_md[1] = uy, plan->user_md[2] = uw;
@@ -313,7 +334,16 @@ inline ConvPlan& plan_for(Context<Cpu>& ctx, const ConvKey& key) {
   auto it = st.plans.find(key);
   if (it == st.plans.end()) {
     dnnl::engine& eng = ctx.engine<dnnl::engine>();
-    auto plan = make_plan(eng, key, key.layout == ConvLayout::plain);
+    std::unique_ptr<ConvPlan> plan;
+    ConvKey build = key;
+    try {
+      plan = make_plan(eng, build, build.layout == ConvLayout::plain);
+    } catch (const dnnl::error&) {
+      if (!key.bf16) throw;
+      build.bf16 = false;
+      plan = make_plan(eng, build, build.layout == ConvLayout::plain);
+      ++path_counts().bf16_fallback_plans;
+    }
     if (key.layout == ConvLayout::automatic) {
       // Slot of the weights: 1 for forward and backward-data, 2 for backward-weights.
       const int weight_slot = plan->bias_is_output ? 2 : 1;
@@ -321,7 +351,7 @@ inline ConvPlan& plan_for(Context<Cpu>& ctx, const ConvKey& key) {
       for (int i = 0; i < 3; ++i)
         padded |= i != weight_slot && plan->prim_md[i].get_size() > 2 * plan->user_md[i].get_size();
       if (padded) {
-        plan = make_plan(eng, key, true);
+        plan = make_plan(eng, build, true);
         ++path_counts().plain_fallback_plans;
       }
     }
@@ -422,58 +452,59 @@ inline void clear_cache() {
   st = ConvState{};
 }
 
-inline ConvKey conv_key(ConvOp op, const Shape& x, const Shape& y, std::int64_t kh, std::int64_t kw,
-                        const ConvGeometry& g, bool bias) {
-  return ConvKey{op, conv_layout(), bias, x[0], x[1], x[2], x[3], y[1], kh, kw, y[2], y[3], g};
+inline ConvKey conv_key(const Context<Cpu>& ctx, ConvOp op, const Shape& x, const Shape& y, std::int64_t kh,
+                        std::int64_t kw, const ConvGeometry& g, bool bias) {
+  const bool bf16 = ctx.precision == Precision::bf16 && bf16_native();
+  return ConvKey{op, conv_layout(), bias, bf16, x[0], x[1], x[2], x[3], y[1], kh, kw, y[2], y[3], g};
 }
 
 // y = conv2d(x, w) + b; y already has its shape.
 inline void conv2d_forward(Context<Cpu>& ctx, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& w,
                            const Tensor<float, Cpu>* b, Tensor<float, Cpu>& y, const ConvGeometry& g) {
-  execute(ctx, conv_key(ConvOp::fwd, x.shape(), y.shape(), w.dim(2), w.dim(3), g, b != nullptr), x.data(), w.data(),
-          y.data(), b ? const_cast<float*>(b->data()) : nullptr, false);
+  execute(ctx, conv_key(ctx, ConvOp::fwd, x.shape(), y.shape(), w.dim(2), w.dim(3), g, b != nullptr), x.data(),
+          w.data(), y.data(), b ? const_cast<float*>(b->data()) : nullptr, false);
 }
 inline void conv2d_backward_data(Context<Cpu>& ctx, const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& w,
                                  Tensor<float, Cpu>& dx, const ConvGeometry& g) {
-  execute(ctx, conv_key(ConvOp::bwd_data, dx.shape(), dy.shape(), w.dim(2), w.dim(3), g, false), dy.data(), w.data(),
-          dx.data(), nullptr, false);
+  execute(ctx, conv_key(ctx, ConvOp::bwd_data, dx.shape(), dy.shape(), w.dim(2), w.dim(3), g, false), dy.data(),
+          w.data(), dx.data(), nullptr, false);
 }
 inline void conv2d_backward_weights(Context<Cpu>& ctx, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& dy,
                                     Tensor<float, Cpu>& dw, Tensor<float, Cpu>* db, const ConvGeometry& g,
                                     bool accumulate) {
-  execute(ctx, conv_key(ConvOp::bwd_weights, x.shape(), dy.shape(), dw.dim(2), dw.dim(3), g, db != nullptr), x.data(),
-          dy.data(), dw.data(), db ? db->data() : nullptr, accumulate, kWeightsOnlySlots);
+  execute(ctx, conv_key(ctx, ConvOp::bwd_weights, x.shape(), dy.shape(), dw.dim(2), dw.dim(3), g, db != nullptr),
+          x.data(), dy.data(), dw.data(), db ? db->data() : nullptr, accumulate, kWeightsOnlySlots);
 }
 inline void conv_transpose2d_forward(Context<Cpu>& ctx, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& w,
                                      const Tensor<float, Cpu>* b, Tensor<float, Cpu>& y, const ConvGeometry& g) {
-  execute(ctx, conv_key(ConvOp::tfwd, x.shape(), y.shape(), w.dim(2), w.dim(3), g, b != nullptr), x.data(), w.data(),
-          y.data(), b ? const_cast<float*>(b->data()) : nullptr, false);
+  execute(ctx, conv_key(ctx, ConvOp::tfwd, x.shape(), y.shape(), w.dim(2), w.dim(3), g, b != nullptr), x.data(),
+          w.data(), y.data(), b ? const_cast<float*>(b->data()) : nullptr, false);
 }
 inline void conv_transpose2d_backward_data(Context<Cpu>& ctx, const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& w,
                                            Tensor<float, Cpu>& dx, const ConvGeometry& g) {
-  execute(ctx, conv_key(ConvOp::tbwd_data, dx.shape(), dy.shape(), w.dim(2), w.dim(3), g, false), dy.data(), w.data(),
-          dx.data(), nullptr, false);
+  execute(ctx, conv_key(ctx, ConvOp::tbwd_data, dx.shape(), dy.shape(), w.dim(2), w.dim(3), g, false), dy.data(),
+          w.data(), dx.data(), nullptr, false);
 }
 inline void conv_transpose2d_backward_weights(Context<Cpu>& ctx, const Tensor<float, Cpu>& x,
                                               const Tensor<float, Cpu>& dy, Tensor<float, Cpu>& dw,
                                               Tensor<float, Cpu>* db, const ConvGeometry& g, bool accumulate) {
-  execute(ctx, conv_key(ConvOp::tbwd_weights, x.shape(), dy.shape(), dw.dim(2), dw.dim(3), g, db != nullptr), x.data(),
-          dy.data(), dw.data(), db ? db->data() : nullptr, accumulate, kWeightsOnlySlots);
+  execute(ctx, conv_key(ctx, ConvOp::tbwd_weights, x.shape(), dy.shape(), dw.dim(2), dw.dim(3), g, db != nullptr),
+          x.data(), dy.data(), dw.data(), db ? db->data() : nullptr, accumulate, kWeightsOnlySlots);
 }
 
 // dx = backward-data and dw (+)= backward-weights of conv2d, sharing the reorder of dy.
 inline void conv2d_backward(Context<Cpu>& ctx, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& w,
                             const Tensor<float, Cpu>& dy, Tensor<float, Cpu>& dx, Tensor<float, Cpu>& dw,
                             Tensor<float, Cpu>* db, const ConvGeometry& g, bool accumulate) {
-  execute_backward(ctx, conv_key(ConvOp::bwd_data, x.shape(), dy.shape(), w.dim(2), w.dim(3), g, false),
-                   conv_key(ConvOp::bwd_weights, x.shape(), dy.shape(), w.dim(2), w.dim(3), g, db != nullptr), x.data(),
-                   w.data(), dy.data(), dx.data(), dw.data(), db ? db->data() : nullptr, accumulate);
+  execute_backward(ctx, conv_key(ctx, ConvOp::bwd_data, x.shape(), dy.shape(), w.dim(2), w.dim(3), g, false),
+                   conv_key(ctx, ConvOp::bwd_weights, x.shape(), dy.shape(), w.dim(2), w.dim(3), g, db != nullptr),
+                   x.data(), w.data(), dy.data(), dx.data(), dw.data(), db ? db->data() : nullptr, accumulate);
 }
 inline void conv_transpose2d_backward(Context<Cpu>& ctx, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& w,
                                       const Tensor<float, Cpu>& dy, Tensor<float, Cpu>& dx, Tensor<float, Cpu>& dw,
                                       Tensor<float, Cpu>* db, const ConvGeometry& g, bool accumulate) {
-  execute_backward(ctx, conv_key(ConvOp::tbwd_data, x.shape(), dy.shape(), w.dim(2), w.dim(3), g, false),
-                   conv_key(ConvOp::tbwd_weights, x.shape(), dy.shape(), w.dim(2), w.dim(3), g, db != nullptr),
+  execute_backward(ctx, conv_key(ctx, ConvOp::tbwd_data, x.shape(), dy.shape(), w.dim(2), w.dim(3), g, false),
+                   conv_key(ctx, ConvOp::tbwd_weights, x.shape(), dy.shape(), w.dim(2), w.dim(3), g, db != nullptr),
                    x.data(), w.data(), dy.data(), dx.data(), dw.data(), db ? db->data() : nullptr, accumulate);
 }
 
