@@ -69,13 +69,8 @@ void run(benchmark::State& state, const ConvSpec& s, bool backward, ops::onednn:
   ops::onednn::conv_layout() = ops::onednn::ConvLayout::automatic;
 }
 
-// VQVAE2_BENCH_CONV_LAYOUT=blocked|plain forces one layout choice for the layout study.
-ops::onednn::ConvLayout layout_from_env() {
-  const char* v = std::getenv("VQVAE2_BENCH_CONV_LAYOUT");
-  if (v && std::string_view(v) == "blocked") return ops::onednn::ConvLayout::blocked;
-  if (v && std::string_view(v) == "plain") return ops::onednn::ConvLayout::plain;
-  return ops::onednn::ConvLayout::automatic;
-}
+// VQVAE2_CONV_LAYOUT=blocked|plain|channels_last forces one layout choice for the layout study.
+ops::onednn::ConvLayout layout_from_env() { return ops::onednn::conv_layout_from_env(); }
 
 const auto kPad1 = ops::ConvGeometry::symmetric(1, 1);
 const auto kDown = ops::ConvGeometry::symmetric(2, 1);

@@ -194,8 +194,10 @@ void compare_with_reference(const OpCase& c) {
 
 }  // namespace
 
-TEST_CASE("oneDNN float convolutions agree with the reference loops") {
-  const OpCase cases[] = {
+namespace {
+// Every geometry the fast path must get right.
+const std::vector<OpCase>& reference_cases() {
+  static const std::vector<OpCase> cases = {
       {"3x3 pad 1, 32->48", false, nchw(2, 32, 9, 10), 48, 3, 3, ops::ConvGeometry::symmetric(1, 1), true},
       {"3x3 pad 1, 3->5 (unblocked channels)", false, nchw(3, 3, 7, 6), 5, 3, 3, ops::ConvGeometry::symmetric(1, 1),
        true},
@@ -210,9 +212,25 @@ TEST_CASE("oneDNN float convolutions agree with the reference loops") {
       {"transposed 3x3 stride 1, 5->7", true, nchw(2, 5, 6, 6), 7, 3, 3, ops::ConvGeometry::symmetric(1, 1), false},
       {"transposed asymmetric padding", true, nchw(1, 16, 5, 6), 16, 3, 3, geom(2, 1, 0, 0, 2), true},
   };
-  for (const auto& c : cases) {
+  return cases;
+}
+}  // namespace
+
+TEST_CASE("oneDNN float convolutions agree with the reference loops") {
+  for (const auto& c : reference_cases()) {
     SUBCASE(c.name) { compare_with_reference(c); }
   }
+}
+
+TEST_CASE("oneDNN float path: channels-last activations agree with the reference loops") {
+  // The layout study's NHWC variant (brgemm kernels) must compute the same thing on every geometry.
+  ops::onednn::clear_cache();
+  ops::onednn::conv_layout() = ops::onednn::ConvLayout::channels_last;
+  for (const auto& c : reference_cases()) {
+    SUBCASE(c.name) { compare_with_reference(c); }
+  }
+  ops::onednn::conv_layout() = ops::onednn::ConvLayout::automatic;
+  ops::onednn::clear_cache();
 }
 
 TEST_CASE("oneDNN float path: plain and blocked layouts agree") {

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <dnnl.hpp>
 #include <functional>
@@ -36,11 +37,26 @@ enum class ConvOp : std::uint8_t { fwd, bwd_data, bwd_weights, tfwd, tbwd_data, 
 // How a primitive's layouts are chosen. `automatic` (the default) lets oneDNN
 // pick (format_tag::any, blocked layouts) unless that pads an image tensor to
 // more than twice its size (1 channel blocked by 16), where plain NCHW kernels win.
-// `blocked` and `plain` force one choice and exist for measurements.
-enum class ConvLayout : std::uint8_t { automatic, blocked, plain };
+// `blocked` and `plain` force one choice and exist for measurements; so does
+// `channels_last` (activations NHWC, weights oneDNN's choice: brgemm kernels where
+// oneDNN has them, measured faster on some CPUs, docs/performance.md).
+enum class ConvLayout : std::uint8_t { automatic, blocked, plain, channels_last };
+
+// The process's choice: VQVAE2_CONV_LAYOUT=automatic|blocked|plain|channels_last at
+// start-up (unset: automatic), changeable at run time for measurements and tests.
+inline ConvLayout conv_layout_from_env() {
+  const char* v = std::getenv("VQVAE2_CONV_LAYOUT");
+  if (!v || !*v) return ConvLayout::automatic;
+  const std::string s(v);
+  if (s == "automatic") return ConvLayout::automatic;
+  if (s == "blocked") return ConvLayout::blocked;
+  if (s == "plain") return ConvLayout::plain;
+  if (s == "channels_last") return ConvLayout::channels_last;
+  ::vqvae2::fail("VQVAE2_CONV_LAYOUT must be automatic, blocked, plain or channels_last, got '", s, "'.");
+}
 
 inline ConvLayout& conv_layout() {
-  static ConvLayout layout = ConvLayout::automatic;
+  static ConvLayout layout = conv_layout_from_env();
   return layout;
 }
 
@@ -150,6 +166,7 @@ inline ConvState& conv_state() {
 }
 
 inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, bool plain) {
+  const bool nhwc = !plain && k.layout == ConvLayout::channels_last;
   using dnnl::memory;
   using tag = memory::format_tag;
   const bool transposed = k.op == ConvOp::tfwd || k.op == ConvOp::tbwd_data || k.op == ConvOp::tbwd_weights;
@@ -161,8 +178,7 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
   // `a*` in the op's input precision, `a*_out` fp32: x is an input of the forward and
   // backward-weights ops and the output of backward-data, y the reverse, w an input
   // except of backward-weights (whose gradients are fp32).
-  const auto x_tag = plain ? tag::nchw : tag::any, y_tag = plain ? tag::nchw : tag::any,
-             w_tag = plain ? wtag : tag::any;
+  const auto x_tag = plain ? tag::nchw : (nhwc ? tag::nhwc : tag::any), y_tag = x_tag, w_tag = plain ? wtag : tag::any;
   const memory::desc ax(xd, in_type, x_tag), ay(yd, in_type, y_tag), aw(wd, in_type, w_tag);
   const memory::desc ax_out(xd, f32, x_tag), ay_out(yd, f32, y_tag), aw_out(wd, f32, w_tag);
   const memory::dims strides{k.g.stride_h, k.g.stride_w}, pl{k.g.pad_top, k.g.pad_left},
@@ -218,8 +234,8 @@ inline std::unique_ptr<ConvPlan> make_plan(dnnl::engine& eng, const ConvKey& k, 
       if (!plain && k.g.pad_top > max_top && std::string(pd.impl_info_str()).find("avx512") == std::string::npos) {
         // oneDNN 2.6's AVX-512 kernel wants pad_top <= (kh-1)/2 and falls back to AVX2 (~40% slower).
         const std::int64_t shift = k.g.pad_top - max_top;
-        auto shifted = make_pd(memory::desc({k.n, k.cin, k.h + shift, k.w}, in_type, tag::any),
-                               memory::dims{max_top, k.g.pad_left});
+        auto shifted =
+            make_pd(memory::desc({k.n, k.cin, k.h + shift, k.w}, in_type, x_tag), memory::dims{max_top, k.g.pad_left});
         if (std::string(shifted.impl_info_str()).find("avx512") != std::string::npos) {
           pd = shifted;
           plan->shift_rows = shift;
